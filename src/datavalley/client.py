@@ -1,0 +1,294 @@
+"""``datavalley.client.Client``: a typed Python SDK over the HTTP API (httpx).
+
+Every method maps to one API route (docs/PROTOCOL.md); errors come back as the same
+:mod:`datavalley.errors` classes the server raised. A client can talk to a server by URL or, for the CLI's
+local mode, to an in-process app over :class:`InProcessTransport` without opening a socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import TypeAdapter
+
+from datavalley.errors import DatavalleyError, Unavailable, error_from_dict
+from datavalley.identity.model import ApiToken, IssuedToken, Member, Participant, ParticipantKey
+from datavalley.keys import public_key_b64, registration_message
+from datavalley.store.pages import Page
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Result(Generic[T]):
+    """The answer to a state change: the value and its ledger receipts (keep them: they are evidence)."""
+
+    value: T
+    receipts: list[dict[str, Any]]
+    replayed: bool = False
+
+
+class InProcessTransport(httpx.BaseTransport):
+    """Serve requests from an ASGI app in this process (the CLI's local mode; no socket, same API)."""
+
+    def __init__(self, app: Any) -> None:
+        self._asgi = httpx.ASGITransport(app=app)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        async def call() -> httpx.Response:
+            response = await self._asgi.handle_async_request(request)
+            content = await response.aread()
+            return httpx.Response(response.status_code, headers=response.headers, content=content)
+
+        return asyncio.run(call())
+
+
+def _parse(kind: type[T], data: Any) -> T:
+    return TypeAdapter(kind).validate_python(data)
+
+
+class Client:
+    """A datavalley API client. ``Client("http://host:8000", token="dvt_…")``."""
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        token: str | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=base_url, headers=headers, transport=transport, timeout=timeout)
+        self.base_url = base_url
+
+    @classmethod
+    def in_process(cls, app: Any, token: str | None) -> Client:
+        """A client bound to an in-process app (see :class:`InProcessTransport`)."""
+        return cls("http://datavalley.local", token, transport=InProcessTransport(app))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> httpx.Response:
+        """Send a request; raise the server's error class for any non-2xx answer."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        clean = {k: v for k, v in (params or {}).items() if v is not None}
+        try:
+            resp = self._http.request(method, path, json=json, params=clean, headers=headers)
+        except httpx.TransportError as exc:
+            raise Unavailable(f"cannot reach the exchange at {self.base_url}: {exc}") from exc
+        if resp.status_code >= 400:
+            try:
+                body = resp.json()
+            except ValueError:
+                body = {"error": "internal_error", "message": f"HTTP {resp.status_code}: {resp.text[:200]}"}
+            if not isinstance(body, dict) or "error" not in body:
+                body = {"error": "internal_error", "message": f"HTTP {resp.status_code}: {body!r}"[:300]}
+            raise error_from_dict(body)
+        return resp
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params=params).json()
+
+    def post(
+        self, path: str, body: Any = None, *, idempotency_key: str | None = None
+    ) -> tuple[Any, list[Any], bool]:
+        resp = self.request(
+            "POST", path, json=body if body is not None else {}, idempotency_key=idempotency_key
+        )
+        payload = resp.json()
+        return payload["data"], payload.get("receipts", []), resp.headers.get("Idempotent-Replayed") == "true"
+
+    def _page(self, kind: type[T], path: str, **params: Any) -> Page[T]:
+        data = self.get(path, **params)
+        return Page([_parse(kind, i) for i in data["items"]], data["next_cursor"])
+
+    def _iterate(self, kind: type[T], path: str, **params: Any) -> Iterator[T]:
+        cursor = None
+        while True:
+            page = self._page(kind, path, cursor=cursor, **params)
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    # --- identity ------------------------------------------------------------------------------
+
+    def whoami(self) -> dict[str, Any]:
+        return dict(self.get("/v1/whoami"))
+
+    def register_participant(
+        self,
+        *,
+        name: str,
+        kind: str,
+        registry_id: str,
+        roles: list[str],
+        admin_name: str,
+        country: str = "CN",
+        idempotency_key: str | None = None,
+    ) -> Result[tuple[Participant, Member]]:
+        body = {
+            "name": name,
+            "kind": kind,
+            "country": country,
+            "registry_id": registry_id,
+            "roles": roles,
+            "admin_name": admin_name,
+        }
+        data, receipts, replayed = self.post("/v1/participants", body, idempotency_key=idempotency_key)
+        value = (_parse(Participant, data["participant"]), _parse(Member, data["admin_member"]))
+        return Result(value, receipts, replayed)
+
+    def list_participants(
+        self, *, status: str | None = None, cursor: str | None = None, limit: int = 50
+    ) -> Page[Participant]:
+        return self._page(Participant, "/v1/participants", status=status, cursor=cursor, limit=limit)
+
+    def iter_participants(self, *, status: str | None = None) -> Iterator[Participant]:
+        return self._iterate(Participant, "/v1/participants", status=status)
+
+    def get_participant(self, participant_id: str) -> Participant:
+        return _parse(Participant, self.get(f"/v1/participants/{participant_id}"))
+
+    def change_participant_status(
+        self, participant_id: str, action: str, reason: str = ""
+    ) -> Result[Participant]:
+        data, receipts, replayed = self.post(
+            f"/v1/participants/{participant_id}/{action}", {"reason": reason}
+        )
+        return Result(_parse(Participant, data), receipts, replayed)
+
+    def add_member(
+        self,
+        participant_id: str,
+        *,
+        name: str,
+        roles: list[str],
+        kind: str = "person",
+        admin: bool = False,
+        idempotency_key: str | None = None,
+    ) -> Result[Member]:
+        body = {"name": name, "roles": roles, "kind": kind, "admin": admin}
+        data, receipts, replayed = self.post(
+            f"/v1/participants/{participant_id}/members", body, idempotency_key=idempotency_key
+        )
+        return Result(_parse(Member, data), receipts, replayed)
+
+    def list_members(
+        self, participant_id: str, *, cursor: str | None = None, limit: int = 50
+    ) -> Page[Member]:
+        return self._page(Member, f"/v1/participants/{participant_id}/members", cursor=cursor, limit=limit)
+
+    def get_member(self, member_id: str) -> Member:
+        return _parse(Member, self.get(f"/v1/members/{member_id}"))
+
+    def deactivate_member(self, member_id: str) -> Result[Member]:
+        data, receipts, replayed = self.post(f"/v1/members/{member_id}/deactivate")
+        return Result(_parse(Member, data), receipts, replayed)
+
+    def issue_token(
+        self,
+        member_id: str,
+        *,
+        scopes: list[str] | None = None,
+        ttl_days: int | None = None,
+        description: str = "",
+        idempotency_key: str | None = None,
+    ) -> Result[IssuedToken]:
+        body = {"scopes": scopes, "ttl_days": ttl_days, "description": description}
+        data, receipts, replayed = self.post(
+            f"/v1/members/{member_id}/tokens", body, idempotency_key=idempotency_key
+        )
+        if data.get("secret") is None:  # a replay: the secret was shown once and is gone
+            data = {**data, "secret": ""}
+        return Result(_parse(IssuedToken, data), receipts, replayed)
+
+    def list_tokens(self, member_id: str, *, cursor: str | None = None, limit: int = 50) -> Page[ApiToken]:
+        return self._page(ApiToken, f"/v1/members/{member_id}/tokens", cursor=cursor, limit=limit)
+
+    def revoke_token(self, token_id: str) -> Result[ApiToken]:
+        data, receipts, replayed = self.post(f"/v1/tokens/{token_id}/revoke")
+        return Result(_parse(ApiToken, data), receipts, replayed)
+
+    def register_key(self, participant_id: str, private_key: Ed25519PrivateKey) -> Result[ParticipantKey]:
+        """Register the public half of ``private_key``; the proof of possession is signed locally."""
+        pub = public_key_b64(private_key)
+        proof = base64.b64encode(private_key.sign(registration_message(participant_id, pub))).decode()
+        data, receipts, replayed = self.post(
+            f"/v1/participants/{participant_id}/keys", {"public_key": pub, "proof": proof}
+        )
+        return Result(_parse(ParticipantKey, data), receipts, replayed)
+
+    def list_keys(
+        self, participant_id: str, *, cursor: str | None = None, limit: int = 50
+    ) -> Page[ParticipantKey]:
+        return self._page(
+            ParticipantKey, f"/v1/participants/{participant_id}/keys", cursor=cursor, limit=limit
+        )
+
+    def revoke_key(self, key_id: str) -> Result[ParticipantKey]:
+        data, receipts, replayed = self.post(f"/v1/keys/{key_id}/revoke")
+        return Result(_parse(ParticipantKey, data), receipts, replayed)
+
+    # --- ledger --------------------------------------------------------------------------------
+
+    def verifier_key(self) -> dict[str, str]:
+        return dict(self.get("/v1/ledger/verifier-key"))
+
+    def checkpoint(self) -> dict[str, Any]:
+        return dict(self.get("/v1/ledger/checkpoint"))
+
+    def entries(self, start: int, end: int) -> list[bytes]:
+        data = self.get("/v1/ledger/entries", start=start, end=end)
+        return [base64.b64decode(e) for e in data["entries"]]
+
+    def inclusion_proof(
+        self, size: int, *, index: int | None = None, leaf_hash: bytes | None = None
+    ) -> dict[str, Any]:
+        lh = base64.b64encode(leaf_hash).decode() if leaf_hash is not None else None
+        return dict(self.get("/v1/ledger/proofs/inclusion", size=size, index=index, leaf_hash=lh))
+
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        data = self.get("/v1/ledger/proofs/consistency", old_size=old_size, new_size=new_size)
+        return [base64.b64decode(p) for p in data["proof"]]
+
+    def receipt(self, event_id: int) -> dict[str, Any]:
+        return dict(self.get(f"/v1/ledger/receipts/{event_id}"))
+
+    def export_ledger(self) -> dict[str, Any]:
+        return dict(self.get("/v1/ledger/export"))
+
+    def register_witness(self, verifier_key: str) -> Result[dict[str, Any]]:
+        data, receipts, replayed = self.post("/v1/ledger/witnesses", {"verifier_key": verifier_key})
+        return Result(data, receipts, replayed)
+
+    def cosign(self, size: int, line: str) -> dict[str, Any]:
+        data, _, _ = self.post("/v1/ledger/cosignatures", {"size": size, "line": line})
+        return dict(data)
+
+
+__all__ = ["Client", "DatavalleyError", "InProcessTransport", "Result"]

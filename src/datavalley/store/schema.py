@@ -1,0 +1,11 @@
+"""The complete metadata: importing this module registers every domain's tables (for Alembic)."""
+
+from __future__ import annotations
+
+import datavalley.events
+import datavalley.identity.tables
+import datavalley.idempotency
+import datavalley.ledger.tables  # noqa: F401
+from datavalley.store.base import Base
+
+metadata = Base.metadata
