@@ -80,12 +80,14 @@ class World:
     def operator(self) -> Client:
         return self.client_for(self.operator_token)
 
-    def onboard(self, name: str, roles: list[str], *, kind: str = "enterprise", verify: bool = True
-                ) -> tuple[Participant, Member, str]:
+    def onboard(
+        self, name: str, roles: list[str], *, kind: str = "enterprise", verify: bool = True
+    ) -> tuple[Participant, Member, str]:
         """Register (and verify) an organisation; return it, its admin and an admin token."""
         op = self.operator
-        reg = op.register_participant(name=name, kind=kind, registry_id=make_uscc(), roles=roles,
-                                      admin_name=f"admin of {name}")
+        reg = op.register_participant(
+            name=name, kind=kind, registry_id=make_uscc(), roles=roles, admin_name=f"admin of {name}"
+        )
         participant, admin = reg.value
         if verify:
             participant = op.change_participant_status(participant.id, "verify").value

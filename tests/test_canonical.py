@@ -31,8 +31,13 @@ def test_floats_and_big_integers_are_refused() -> None:
         canonical_json(2**60)
 
 
-@given(st.recursive(st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(),
-                    lambda c: st.lists(c) | st.dictionaries(st.text(), c), max_leaves=20))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(),
+        lambda c: st.lists(c) | st.dictionaries(st.text(), c),
+        max_leaves=20,
+    )
+)
 def test_canonical_form_round_trips_and_is_stable(value: object) -> None:
     """Parsing canonical JSON gives the value back, and re-canonicalising is byte-identical."""
     out = canonical_json(value)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
+from stdnum.cn import uscc
 
 from datavalley.api.app import create_app
 from datavalley.client import Client
@@ -25,19 +27,47 @@ from datavalley.ledger.note import CosignatureSigner
 from datavalley.ledger.verify import verify_bundle, verify_receipt
 from datavalley.ledger.witness import witness_round
 
-# Real-format unified social credit codes with valid check characters (GB 32100-2015); fictional companies.
+# Fictional organisations. Their unified social credit codes are the 17 characters below plus the check
+# character computed per GB 32100-2015 (python-stdnum), so they validate exactly like real ones.
 CAST = [
-    ("贵州黔通智运物流有限公司 (Qiantong Logistics)", "enterprise", "91520100MA6DKXXXXD", ["provider"]),
-    ("贵阳农商数字银行 (Guiyang Digital Bank)", "enterprise", "91520100MA6DL0001C", ["consumer", "provider"]),
-    ("贵州省大数据发展管理局 (Guizhou Big Data Authority)", "public_body", "11520000MB1D0001XQ", ["provider"]),
-    ("贵州省数据流通监管中心 (Data Circulation Regulator)", "public_body", "12520000429200046P", ["regulator"]),
+    (
+        "logistics",
+        "贵州黔通智运物流有限公司 (Qiantong Logistics)",
+        "enterprise",
+        "91520100MA6DKXXXX",
+        ["provider"],
+    ),
+    (
+        "bank",
+        "贵阳农商数字银行 (Guiyang Digital Bank)",
+        "enterprise",
+        "91520100MA6DL0001",
+        ["consumer", "provider"],
+    ),
+    (
+        "authority",
+        "贵州省大数据发展管理局 (Big Data Authority)",
+        "public_body",
+        "11520000MB1D0001X",
+        ["provider"],
+    ),
+    (
+        "regulator",
+        "贵州省数据流通监管中心 (Circulation Regulator)",
+        "public_body",
+        "12520000429200046",
+        ["regulator"],
+    ),
 ]
 
 
-def _fix_codes() -> list[tuple[str, str, str, list[str]]]:
-    from stdnum.cn import uscc
+@dataclass
+class Party:
+    """One organisation in the story: its participant, its admin member and its own API client."""
 
-    return [(n, k, c[:17] + uscc.calc_check_digit(c[:17]), r) for n, k, c, r in CAST]
+    participant_id: str
+    member_id: str
+    client: Client
 
 
 def run_demo(home: Path | None = None, *, console: Console | None = None) -> dict[str, object]:
@@ -58,19 +88,29 @@ def run_demo(home: Path | None = None, *, console: Console | None = None) -> dic
 def _scenario(home: Path, console: Console, started: float) -> dict[str, object]:
     console.rule("[bold]datavalley demo[/bold] — a data exchange, end to end")
     done = init_home(home, origin="demo.datavalley.local/ledger")
-    console.print(f"1. The operator initialises the exchange in [cyan]{home}[/cyan]: database, "
-                  "Ed25519 signing key (0600), operator account and its one-time token.")
+    console.print(
+        f"1. The operator initialises the exchange in [cyan]{home}[/cyan]: database, "
+        "Ed25519 signing key (0600), operator account and its one-time token."
+    )
     ex = open_exchange(home)
     app = create_app(ex)
     op = Client.in_process(app, done.token.secret)
+    people: dict[str, Party] = {}
     try:
-        console.print("2. Four organisations apply; the operator checks their unified social credit codes "
-                      "(check character validated) and verifies them.")
-        people: dict[str, dict[str, object]] = {}
+        console.print(
+            "2. Four organisations apply; the operator checks their unified social credit codes "
+            "(check character validated) and verifies them."
+        )
         keydir = home / "participant-keys"
-        for name, kind, code, roles in _fix_codes():
-            reg = op.register_participant(name=name, kind=kind, registry_id=code, roles=roles,
-                                          admin_name=f"admin of {name.split(' (')[0]}")
+        for role_in_story, name, kind, base, roles in CAST:
+            code = base + uscc.calc_check_digit(base)
+            reg = op.register_participant(
+                name=name,
+                kind=kind,
+                registry_id=code,
+                roles=roles,
+                admin_name=f"admin of {name.split(' (')[0]}",
+            )
             participant, admin = reg.value
             op.change_participant_status(participant.id, "verify", reason="registry documents checked")
             token = op.issue_token(admin.id, description="onboarding").value.secret
@@ -78,53 +118,67 @@ def _scenario(home: Path, console: Console, started: float) -> dict[str, object]
             key = Ed25519PrivateKey.generate()
             write_private_key(keydir / f"{participant.id}.pem", key)
             client.register_key(participant.id, key)
-            people[name] = {"participant": participant.id, "client": client, "roles": roles}
+            people[role_in_story] = Party(participant.id, admin.id, client)
         try:
-            op.register_participant(name="Typo Co", kind="enterprise", registry_id="91520100MA6DKXXXX0",
-                                    roles=["provider"], admin_name="x")
+            op.register_participant(
+                name="Typo Co",
+                kind="enterprise",
+                registry_id="91520100MA6DKXXXX0",
+                roles=["provider"],
+                admin_name="x",
+            )
         except InvalidInput as exc:
             console.print(f"   a mistyped USCC is refused: [yellow]{exc}[/yellow]")
         table = Table(title="participants (as the operator sees them)")
         for col in ("id", "name", "kind", "registry id", "roles", "status"):
             table.add_column(col, overflow="fold")
         for p in op.iter_participants():
-            table.add_row(p.id, p.name, p.kind.value, p.registry_id, ", ".join(r.value for r in p.roles),
-                          p.status.value)
+            table.add_row(
+                p.id, p.name, p.kind.value, p.registry_id, ", ".join(r.value for r in p.roles), p.status.value
+            )
         console.print(table)
-        console.print("   each organisation registered an Ed25519 public key, proving possession by signature; "
-                      "private keys stay on their machines (mode 0600).")
+        console.print(
+            "   each organisation registered an Ed25519 public key, proving possession by signature; "
+            "private keys stay on their machines (mode 0600)."
+        )
 
         console.rule("the verifiable ledger")
-        regulator = next(v for v in people.values() if "regulator" in v["roles"])
-        reg_client = regulator["client"]
-        assert isinstance(reg_client, Client)
+        reg_client = people["regulator"].client
         witness_key = Ed25519PrivateKey.generate()
         witness = CosignatureSigner("regulator.demo/witness", witness_key)
         op.register_witness(witness.verifier().verifier_key_string())
         state = home / "witness-state.json"
         first = witness_round(reg_client, witness, state)
-        bank = next(v for k, v in people.items() if "Bank" in k)
-        bank_client = bank["client"]
-        assert isinstance(bank_client, Client)
-        action = bank_client.issue_token(str(bank_client.whoami()["member_id"]), scopes=["consumer"],
-                                         description="analytics robot")
+        bank = people["bank"]
+        action = bank.client.issue_token(bank.member_id, scopes=["consumer"], description="analytics robot")
         second = witness_round(reg_client, witness, state)
-        console.print(f"3. The regulator's witness checked the log is append-only and cosigned checkpoints "
-                      f"{first.size} and {second.size}.")
+        console.print(
+            f"3. The regulator's witness checked the log is append-only and cosigned checkpoints "
+            f"{first.size} and {second.size}."
+        )
         cp = op.checkpoint()
-        console.print(Panel(cp["note"].rstrip("\n"), title="latest checkpoint (C2SP signed note + cosignature)",
-                            expand=False))
+        console.print(
+            Panel(
+                cp["note"].rstrip("\n"),
+                title="latest checkpoint (C2SP signed note + cosignature)",
+                expand=False,
+            )
+        )
         bundle = reg_client.export_ledger()
         report = verify_bundle(bundle, verifier_key=ex.ledger.verifier.verifier_key_string())
-        console.print(f"4. Offline verification by the regulator: {report.entries} entries, "
-                      f"{report.checkpoints} signed checkpoints, {report.cosignatures} witness cosignatures: "
-                      + ("[green]all verified[/green]" if report.ok else f"[red]{report.findings}[/red]"))
+        console.print(
+            f"4. Offline verification by the regulator: {report.entries} entries, "
+            f"{report.checkpoints} signed checkpoints, {report.cosignatures} witness cosignatures: "
+            + ("[green]all verified[/green]" if report.ok else f"[red]{report.findings}[/red]")
+        )
         receipt = action.receipts[0]
         cpt, entry, index = verify_receipt(receipt, ex.ledger.verifier)
-        console.print(f"5. The bank keeps the receipt of its action: entry {index} "
-                      f"([cyan]{json.loads(entry)['type']}[/cyan]) is proven in checkpoint {cpt.size} "
-                      f"with {len(receipt['inclusion_proof'])} hashes — [green]verified[/green] without the "
-                      "exchange.")
+        console.print(
+            f"5. The bank keeps the receipt of its action: entry {index} "
+            f"([cyan]{json.loads(entry)['type']}[/cyan]) is proven in checkpoint {cpt.size} "
+            f"with {len(receipt['inclusion_proof'])} hashes — [green]verified[/green] without the "
+            "exchange."
+        )
         elapsed = time.perf_counter() - started
         console.rule(f"done in {elapsed:.1f}s")
         return {
@@ -137,8 +191,6 @@ def _scenario(home: Path, console: Console, started: float) -> dict[str, object]
         }
     finally:
         op.close()
-        for v in people.values() if "people" in locals() else []:
-            c = v["client"]
-            if isinstance(c, Client):
-                c.close()
+        for party in people.values():
+            party.client.close()
         ex.close()

@@ -161,38 +161,37 @@ class Exchange:
         :class:`Conflict`. Raises whatever the service function raises; nothing is written then.
         """
         principal_key = principal.member_id or "system"
-        with self.session(write=True) as s:
-            with s.begin():
-                if idempotency is not None:
-                    seen = s.get(IdempotencyRow, (principal_key, idempotency.key))
-                    if seen is not None:
-                        if seen.request_digest != idempotency.request_digest:
-                            raise Conflict(
-                                f"Idempotency-Key {idempotency.key!r} was already used for a different request",
-                                key=idempotency.key,
-                            )
-                        stored = (seen.status, dict(seen.response), list(seen.event_ids))
-                    else:
-                        stored = None
+        with self.session(write=True) as s, s.begin():
+            if idempotency is not None:
+                seen = s.get(IdempotencyRow, (principal_key, idempotency.key))
+                if seen is not None:
+                    if seen.request_digest != idempotency.request_digest:
+                        raise Conflict(
+                            f"Idempotency-Key {idempotency.key!r} was already used for a different request",
+                            key=idempotency.key,
+                        )
+                    stored = (seen.status, dict(seen.response), list(seen.event_ids))
                 else:
                     stored = None
-                if stored is None:
-                    ctx = Context(s, principal, self.now(), self.settings)
-                    value = fn(ctx, *args, **kwargs)
-                    body = render(value)
-                    event_ids = list(ctx.event_ids)
-                    if idempotency is not None:
-                        s.add(
-                            IdempotencyRow(
-                                principal=principal_key,
-                                key=idempotency.key,
-                                request_digest=idempotency.request_digest,
-                                status=http_status,
-                                response=redact(body) if redact else body,
-                                event_ids=event_ids,
-                                created_at=ctx.now,
-                            )
+            else:
+                stored = None
+            if stored is None:
+                ctx = Context(s, principal, self.now(), self.settings)
+                value = fn(ctx, *args, **kwargs)
+                body = render(value)
+                event_ids = list(ctx.event_ids)
+                if idempotency is not None:
+                    s.add(
+                        IdempotencyRow(
+                            principal=principal_key,
+                            key=idempotency.key,
+                            request_digest=idempotency.request_digest,
+                            status=http_status,
+                            response=redact(body) if redact else body,
+                            event_ids=event_ids,
+                            created_at=ctx.now,
                         )
+                    )
         if stored is not None:
             code, body, event_ids = stored
             return Outcome(body, code, self.ledger.receipts(event_ids), replayed=True)

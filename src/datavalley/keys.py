@@ -14,7 +14,7 @@ from datavalley.errors import Conflict, InvalidInput, NotFound
 
 
 def write_private_key(path: Path, key: Ed25519PrivateKey, *, overwrite: bool = False) -> None:
-    """Write ``key`` as unencrypted PKCS#8 PEM, created with mode 0600 (never world-readable, not even briefly).
+    """Write ``key`` as unencrypted PKCS#8 PEM, created 0600 (never readable by others, not even briefly).
 
     Raises :class:`Conflict` if the file exists and ``overwrite`` is false.
     """

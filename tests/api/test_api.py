@@ -9,8 +9,14 @@ from datavalley.errors import Conflict, InvalidInput
 
 
 def _register_body(name: str = "Idem Co", code: str | None = None) -> dict[str, object]:
-    return {"name": name, "kind": "enterprise", "country": "CN", "registry_id": code or make_uscc(),
-            "roles": ["provider"], "admin_name": "someone"}
+    return {
+        "name": name,
+        "kind": "enterprise",
+        "country": "CN",
+        "registry_id": code or make_uscc(),
+        "roles": ["provider"],
+        "admin_name": "someone",
+    }
 
 
 def test_error_body_shape_and_status(world: World) -> None:
@@ -21,8 +27,11 @@ def test_error_body_shape_and_status(world: World) -> None:
     op = world.operator._http
     r = op.get("/v1/participants/p_missing")
     assert r.status_code == 404
-    assert r.json() == {"error": "not_found", "message": "participant p_missing does not exist",
-                        "details": {"participant_id": "p_missing"}}
+    assert r.json() == {
+        "error": "not_found",
+        "message": "participant p_missing does not exist",
+        "details": {"participant_id": "p_missing"},
+    }
 
 
 def test_malformed_json_is_invalid_input(world: World) -> None:
@@ -64,8 +73,9 @@ def test_token_replay_never_shows_the_secret_again(world: World) -> None:
 def test_cursor_pagination_walks_every_item_once(world: World) -> None:
     """Pages of 2 cover all participants exactly once, in creation order; bad cursors are 422."""
     for i in range(5):
-        world.operator.register_participant(name=f"Page {i}", kind="enterprise", registry_id=make_uscc(),
-                                            roles=["consumer"], admin_name="x")
+        world.operator.register_participant(
+            name=f"Page {i}", kind="enterprise", registry_id=make_uscc(), roles=["consumer"], admin_name="x"
+        )
     seen, cursor = [], None
     while True:
         page = world.operator.list_participants(limit=2, cursor=cursor)
@@ -83,14 +93,20 @@ def test_openapi_lists_the_routes(world: World) -> None:
     """/openapi.json documents participants, tokens, keys and ledger routes."""
     spec = world.operator._http.get("/openapi.json").json()
     paths = set(spec["paths"])
-    assert {"/v1/participants", "/v1/members/{member_id}/tokens", "/v1/participants/{participant_id}/keys",
-            "/v1/ledger/checkpoint", "/v1/ledger/proofs/inclusion"} <= paths
+    assert {
+        "/v1/participants",
+        "/v1/members/{member_id}/tokens",
+        "/v1/participants/{participant_id}/keys",
+        "/v1/ledger/checkpoint",
+        "/v1/ledger/proofs/inclusion",
+    } <= paths
 
 
 def test_mutations_return_receipts(world: World) -> None:
     """Every state change answers with a receipt whose checkpoint covers its entry."""
-    res = world.operator.register_participant(name="Receipt Co", kind="enterprise", registry_id=make_uscc(),
-                                              roles=["provider"], admin_name="x")
+    res = world.operator.register_participant(
+        name="Receipt Co", kind="enterprise", registry_id=make_uscc(), roles=["provider"], admin_name="x"
+    )
     (r,) = res.receipts
     size = int(r["checkpoint"].split("\n")[1])
     assert 0 <= r["index"] < size

@@ -17,8 +17,10 @@ from datavalley.keys import public_key_b64
 
 def _counts(world: World) -> tuple[int, int]:
     with world.exchange.session(write=False) as s:
-        return (s.scalar(select(func.count()).select_from(ParticipantRow)) or 0,
-                s.scalar(select(func.count()).select_from(EventRow)) or 0)
+        return (
+            s.scalar(select(func.count()).select_from(ParticipantRow)) or 0,
+            s.scalar(select(func.count()).select_from(EventRow)) or 0,
+        )
 
 
 def test_invalid_uscc_is_refused_and_writes_nothing(world: World) -> None:
@@ -27,8 +29,9 @@ def test_invalid_uscc_is_refused_and_writes_nothing(world: World) -> None:
     good = make_uscc()
     bad = good[:-1] + ("0" if good[-1] != "0" else "1")
     with pytest.raises(InvalidInput, match="not a valid unified social credit code") as exc:
-        world.operator.register_participant(name="Bad Co", kind="enterprise", registry_id=bad,
-                                            roles=["provider"], admin_name="x")
+        world.operator.register_participant(
+            name="Bad Co", kind="enterprise", registry_id=bad, roles=["provider"], admin_name="x"
+        )
     assert exc.value.details["field"] == "registry_id"
     assert _counts(world) == before
 
@@ -36,30 +39,40 @@ def test_invalid_uscc_is_refused_and_writes_nothing(world: World) -> None:
 def test_duplicate_participant_conflicts_and_writes_nothing(world: World) -> None:
     """Registering the same USCC twice is a Conflict naming the existing participant."""
     code = make_uscc()
-    first = world.operator.register_participant(name="A", kind="enterprise", registry_id=code,
-                                                roles=["provider"], admin_name="a").value[0]
+    first = world.operator.register_participant(
+        name="A", kind="enterprise", registry_id=code, roles=["provider"], admin_name="a"
+    ).value[0]
     before = _counts(world)
     with pytest.raises(Conflict, match=first.id):
-        world.operator.register_participant(name="A again", kind="enterprise", registry_id=code,
-                                            roles=["consumer"], admin_name="b")
+        world.operator.register_participant(
+            name="A again", kind="enterprise", registry_id=code, roles=["consumer"], admin_name="b"
+        )
     assert _counts(world) == before
 
 
 def test_foreign_organisation_uses_country_and_registry_number(world: World) -> None:
     """A non-CN organisation is identified by country + registry number; bad country codes are refused."""
-    p = world.operator.register_participant(name="Acme GmbH", kind="enterprise", country="de",
-                                            registry_id="HRB 12345", roles=["consumer"], admin_name="x").value[0]
+    p = world.operator.register_participant(
+        name="Acme GmbH",
+        kind="enterprise",
+        country="de",
+        registry_id="HRB 12345",
+        roles=["consumer"],
+        admin_name="x",
+    ).value[0]
     assert (p.country, p.registry_id) == ("DE", "HRB 12345")
     with pytest.raises(InvalidInput, match="alpha-2"):
-        world.operator.register_participant(name="Bad", kind="enterprise", country="DEU", registry_id="1",
-                                            roles=["consumer"], admin_name="x")
+        world.operator.register_participant(
+            name="Bad", kind="enterprise", country="DEU", registry_id="1", roles=["consumer"], admin_name="x"
+        )
 
 
 def test_status_transitions(world: World) -> None:
     """pending -> verified -> suspended -> verified; wrong transitions are Conflicts."""
     op = world.operator
-    p = op.register_participant(name="T", kind="enterprise", registry_id=make_uscc(), roles=["provider"],
-                                admin_name="t").value[0]
+    p = op.register_participant(
+        name="T", kind="enterprise", registry_id=make_uscc(), roles=["provider"], admin_name="t"
+    ).value[0]
     assert p.status.value == "pending"
     with pytest.raises(Conflict, match="it is pending, not verified"):
         op.change_participant_status(p.id, "suspend")
@@ -75,8 +88,9 @@ def test_only_operator_registers_and_verifies(world: World) -> None:
     _, _, token = world.onboard("Provider Co", ["provider"])
     prov = world.client_for(token)
     with pytest.raises(Forbidden, match="needs the operator role"):
-        prov.register_participant(name="X", kind="enterprise", registry_id=make_uscc(), roles=["consumer"],
-                                  admin_name="x")
+        prov.register_participant(
+            name="X", kind="enterprise", registry_id=make_uscc(), roles=["consumer"], admin_name="x"
+        )
 
 
 def test_suspension_stops_tokens_at_once(world: World) -> None:
@@ -188,7 +202,10 @@ def test_key_registration_requires_proof_of_possession(world: World) -> None:
     with pytest.raises(InvalidInput, match="proof"):
         c.post(f"/v1/participants/{p.id}/keys", {"public_key": public_key_b64(other), "proof": forged})
     with pytest.raises(InvalidInput, match="32 bytes"):
-        c.post(f"/v1/participants/{p.id}/keys", {"public_key": base64.b64encode(b"short").decode(), "proof": forged})
+        c.post(
+            f"/v1/participants/{p.id}/keys",
+            {"public_key": base64.b64encode(b"short").decode(), "proof": forged},
+        )
     with world.exchange.session(write=False) as s:
         assert s.scalar(select(func.count()).select_from(KeyRow)) == 1
     revoked = c.revoke_key(k.id).value
@@ -200,9 +217,13 @@ def test_key_registration_requires_proof_of_possession(world: World) -> None:
 def test_unknown_ids_are_not_found(world: World) -> None:
     """Unknown participant, member, token and key IDs are 404 with the ID in the message."""
     op = world.operator
-    for call in (lambda: op.get_participant("p_nope"), lambda: op.get_member("m_nope"),
-                 lambda: op.revoke_token("t_nope"), lambda: op.revoke_key("k_nope"),
-                 lambda: op.change_participant_status("p_nope", "verify")):
+    for call in (
+        lambda: op.get_participant("p_nope"),
+        lambda: op.get_member("m_nope"),
+        lambda: op.revoke_token("t_nope"),
+        lambda: op.revoke_key("k_nope"),
+        lambda: op.change_participant_status("p_nope", "verify"),
+    ):
         with pytest.raises(NotFound, match="_nope"):
             call()
 

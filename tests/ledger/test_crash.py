@@ -44,8 +44,12 @@ def test_sigkill_during_sequencing(tmp_path: Path) -> None:
     """Kill -9 the sequencer mid-flight; after restart every receipt still verifies against the log."""
     home = tmp_path / "home"
     init_home(home)
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(home)], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(home)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     receipts = []
     assert proc.stdout is not None
     deadline = time.monotonic() + 120
@@ -73,13 +77,15 @@ def test_sigkill_during_sequencing(tmp_path: Path) -> None:
             _, entry, index = verify_receipt(r, ex.ledger.verifier)
             with ex.session(write=False) as s:
                 assert log.entries(s, index, index + 1)[0] == entry
-        from datavalley.ledger.service import export_bundle
         from datavalley.exchange import Context
         from datavalley.identity.model import Principal
+        from datavalley.ledger.service import export_bundle
 
         with ex.session(write=False) as s:
-            bundle = export_bundle(Context(s, Principal.system(), ex.now(), ex.settings),
-                                   exchange_vkey=ex.ledger.verifier.verifier_key_string())
+            bundle = export_bundle(
+                Context(s, Principal.system(), ex.now(), ex.settings),
+                exchange_vkey=ex.ledger.verifier.verifier_key_string(),
+            )
         report = verify_bundle(bundle, receipts=receipts)
         assert report.ok, report.findings
         assert cp.size == len(bundle["entries"]) >= head_before.size

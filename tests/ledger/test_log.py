@@ -17,8 +17,9 @@ from datavalley.ledger.verify import verify_receipt
 
 def _grow(world: World, n: int) -> None:
     for i in range(n):
-        world.operator.register_participant(name=f"Grow {i}", kind="enterprise", registry_id=make_uscc(),
-                                            roles=["consumer"], admin_name="x")
+        world.operator.register_participant(
+            name=f"Grow {i}", kind="enterprise", registry_id=make_uscc(), roles=["consumer"], admin_name="x"
+        )
 
 
 def test_stored_proofs_equal_reference_proofs(world: World) -> None:
@@ -51,8 +52,9 @@ def test_entries_are_canonical_and_indexed(world: World) -> None:
 
 def test_receipt_verifies_offline(world: World) -> None:
     """A mutation's receipt verifies with only the exchange's verifier key."""
-    res = world.operator.register_participant(name="R", kind="enterprise", registry_id=make_uscc(),
-                                              roles=["provider"], admin_name="x")
+    res = world.operator.register_participant(
+        name="R", kind="enterprise", registry_id=make_uscc(), roles=["provider"], admin_name="x"
+    )
     verifier = world.exchange.ledger.verifier
     cp, entry, index = verify_receipt(res.receipts[0], verifier)
     assert json.loads(entry)["type"] == "participant.registered" and index == res.receipts[0]["index"]
@@ -83,7 +85,7 @@ def test_exchange_refuses_to_sign_an_inconsistent_tree(world: World) -> None:
     _grow_raw(world)
     with pytest.raises(IntegrityError, match="not consistent"):
         ex.ledger.publish()
-    assert world.operator._http.get("/v1/ledger/checkpoints/%d" % before["size"]).status_code == 200
+    assert world.operator._http.get(f"/v1/ledger/checkpoints/{before['size']}").status_code == 200
 
 
 def _grow_raw(world: World) -> None:

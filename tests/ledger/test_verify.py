@@ -20,8 +20,9 @@ from datavalley.ledger.verify import verify_bundle
 @pytest.fixture
 def bundle(world: World) -> dict[str, Any]:
     for i in range(4):
-        world.operator.register_participant(name=f"V {i}", kind="enterprise", registry_id=make_uscc(),
-                                            roles=["consumer"], admin_name="x")
+        world.operator.register_participant(
+            name=f"V {i}", kind="enterprise", registry_id=make_uscc(), roles=["consumer"], admin_name="x"
+        )
     return world.operator.export_ledger()
 
 
@@ -34,7 +35,9 @@ def _entry(b: dict[str, Any], i: int) -> dict[str, Any]:
 
 
 def _set_entry(b: dict[str, Any], i: int, obj: dict[str, Any]) -> None:
-    b["entries"][i] = base64.b64encode(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).decode()
+    b["entries"][i] = base64.b64encode(
+        json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+    ).decode()
 
 
 def test_untouched_bundle_verifies(bundle: dict[str, Any]) -> None:
@@ -96,8 +99,9 @@ def test_fork_two_signed_inconsistent_checkpoints(world: World, bundle: dict[str
     entries[0] = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
     b["entries"] = [base64.b64encode(e).decode() for e in entries]
     signer = world.exchange.signer
-    b["checkpoints"].append(sign_note(Checkpoint(b["origin"], len(entries), merkle.root_hash(entries)).to_body(),
-                                      [signer]))
+    b["checkpoints"].append(
+        sign_note(Checkpoint(b["origin"], len(entries), merkle.root_hash(entries)).to_body(), [signer])
+    )
     report = verify_bundle(b)
     assert "fork" in _kinds(report), report.findings
 
@@ -111,8 +115,9 @@ def test_pinned_key_mismatch(bundle: dict[str, Any]) -> None:
 
 def test_receipt_checked_against_bundle(world: World, bundle: dict[str, Any]) -> None:
     """A genuine receipt verifies; the bundle altered at its entry is caught through the receipt."""
-    res = world.operator.register_participant(name="Receipt", kind="enterprise", registry_id=make_uscc(),
-                                              roles=["consumer"], admin_name="x")
+    res = world.operator.register_participant(
+        name="Receipt", kind="enterprise", registry_id=make_uscc(), roles=["consumer"], admin_name="x"
+    )
     b = world.operator.export_ledger()
     assert verify_bundle(b, receipts=res.receipts).ok
     i = res.receipts[0]["index"]
@@ -131,8 +136,20 @@ def test_malformed_bundles_are_invalid_input() -> None:
         verify_bundle({"format": "datavalley-ledger-bundle/v1", "entries": "x", "checkpoints": []})
     vkey = Signer("x.example/log", Ed25519PrivateKey.generate()).verifier().verifier_key_string()
     with pytest.raises(InvalidInput, match="base64"):
-        verify_bundle({"format": "datavalley-ledger-bundle/v1", "entries": ["!!"], "checkpoints": [],
-                       "verifier_key": vkey})
+        verify_bundle(
+            {
+                "format": "datavalley-ledger-bundle/v1",
+                "entries": ["!!"],
+                "checkpoints": [],
+                "verifier_key": vkey,
+            }
+        )
     with pytest.raises(InvalidInput, match="verifier key is malformed"):
-        verify_bundle({"format": "datavalley-ledger-bundle/v1", "entries": [], "checkpoints": [],
-                       "verifier_key": "nonsense"})
+        verify_bundle(
+            {
+                "format": "datavalley-ledger-bundle/v1",
+                "entries": [],
+                "checkpoints": [],
+                "verifier_key": "nonsense",
+            }
+        )

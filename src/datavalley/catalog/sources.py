@@ -32,7 +32,7 @@ import duckdb
 import pyarrow as pa
 import sqlalchemy as sa
 
-from datavalley.catalog._sql import quote_ident, quote_literal
+from datavalley.catalog._sql import AggregatePlan, quote_ident, quote_literal
 from datavalley.catalog.errors import SourceError
 from datavalley.catalog.schema import Schema, read_schema
 
@@ -214,6 +214,17 @@ class SourceConnection:
         except duckdb.Error as exc:
             raise SourceError(self.source.location, f"cannot read: {_first_line(exc)}") from exc
 
+    def run_plan(self, plan: AggregatePlan, relation: str | None = None) -> None:
+        """Execute an aggregate plan over ``relation`` (default: the source view) in one scan.
+
+        Raises:
+            SourceError: the source could not be read.
+        """
+        try:
+            plan.run(self.connection, relation or self.view)
+        except duckdb.Error as exc:
+            raise SourceError(self.source.location, f"cannot read: {_first_line(exc)}") from exc
+
     def close(self) -> None:
         """Close the connection and delete the scratch directory."""
         try:
@@ -256,6 +267,9 @@ def connect(source: Source, *, threads: int | None = None) -> SourceConnection:
     try:
         # Canonical timestamptz text is UTC (see schema.canonical_text_sql).
         con.execute("SET TimeZone = 'UTC'")
+        # DuckDB's type_pushdown rewrites CAST(csv_column AS VARCHAR) into reading the raw CSV text, so a
+        # DOUBLE read from "12.50" would render as "12.50" instead of "12.5" and break canonical text.
+        con.execute("SET disabled_optimizers = 'type_pushdown'")
         # Spills for large DISTINCT aggregates go to our own scratch directory, nowhere else.
         con.execute(f"SET temp_directory = {quote_literal(scratch)}")
         if source.kind is SourceKind.FILE:
@@ -273,8 +287,9 @@ def connect(source: Source, *, threads: int | None = None) -> SourceConnection:
 def _create_file_view(conn: SourceConnection) -> None:
     source = conn.source
     path = quote_literal(source.location)
+    # allow_quoted_nulls = false: a quoted "" is an empty string (as written by DuckDB for ''), not NULL.
     reader = {
-        SourceFormat.CSV: f"read_csv({path}, header = true)",
+        SourceFormat.CSV: f"read_csv({path}, header = true, allow_quoted_nulls = false)",
         SourceFormat.PARQUET: f"read_parquet({path})",
         SourceFormat.JSONL: f"read_json({path}, format = 'newline_delimited')",
     }[source.format]

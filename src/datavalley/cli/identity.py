@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from rich.table import Table
 
 from datavalley.cli.state import console, kv_table, list_table, output, state
 from datavalley.identity.model import Member, Participant
@@ -17,7 +18,7 @@ tokens = typer.Typer(help="API tokens.", no_args_is_help=True)
 keys = typer.Typer(help="Ed25519 keys.", no_args_is_help=True)
 
 
-def _participant_table(p: Participant) -> object:
+def _participant_table(p: Participant) -> Table:
     return kv_table(
         f"participant {p.id}",
         [

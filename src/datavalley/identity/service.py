@@ -42,7 +42,7 @@ from datavalley.keys import decode_public_key, fingerprint, registration_message
 from datavalley.store.base import new_id
 from datavalley.store.pages import Page, paginate
 
-TOKEN_PREFIX = "dvt_"
+TOKEN_PREFIX = "dvt_"  # noqa: S105 - a public prefix, not a secret
 _FOREIGN_REGISTRY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ./-]{0,63}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 
@@ -133,7 +133,7 @@ def normalise_registry_id(country: str, registry_id: str) -> tuple[str, str]:
             return country, uscc.validate(registry_id)
         except ValidationError as exc:
             raise InvalidInput(
-                f"registry_id {registry_id!r} is not a valid unified social credit code: {exc.message}",
+                f"registry_id {registry_id!r} is not a valid unified social credit code: {exc}",
                 field="registry_id",
             ) from exc
     registry_id = registry_id.strip()
@@ -396,7 +396,8 @@ def add_member(
     extra = [r.value for r in role_v if r.value not in part.roles]
     if extra:
         raise Forbidden(
-            f"participant {participant_id} does not hold role(s) {', '.join(extra)}; a member cannot have them",
+            f"participant {participant_id} does not hold role(s) {', '.join(extra)}; "
+            "a member cannot have them",
             roles=extra,
         )
     row = MemberRow(

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy import Table, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from datavalley.errors import IntegrityError, InvalidInput, NotFound
@@ -21,6 +22,9 @@ from datavalley.ledger import merkle
 from datavalley.ledger.tables import LedgerEntryRow, LedgerNodeRow, LedgerStateRow
 
 Node = tuple[int, int]
+# Core tables: bulk inserts on the hot path skip the ORM's per-object bookkeeping.
+_ENTRIES = cast(Table, LedgerEntryRow.__table__)
+_NODES = cast(Table, LedgerNodeRow.__table__)
 ENTRY_VERSION = 1
 
 
@@ -116,16 +120,14 @@ def append_entries(session: Session, state: LedgerStateRow, entries: Sequence[by
     leaves = [lh(e) for e in entries]
     frontier, nodes = merkle.append_leaves(_split_frontier(state.frontier), size, leaves)
     session.execute(
-        insert(LedgerEntryRow.__table__),
+        insert(_ENTRIES),
         [
             {"idx": size + i, "leaf_hash": h, "entry": e}
             for i, (h, e) in enumerate(zip(leaves, entries, strict=True))
         ],
     )
     if nodes:
-        session.execute(
-            insert(LedgerNodeRow.__table__), [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes]
-        )
+        session.execute(insert(_NODES), [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes])
     state.size = size + len(entries)
     state.frontier = b"".join(frontier)
     return len(entries)

@@ -26,8 +26,8 @@ from datavalley.ledger.note import (
     NoteError,
     Verifier,
     append_signature_lines,
-    parse_note,
     parse_cosignature_verifier_key,
+    parse_note,
     sign_note,
     verify_cosignature,
 )
@@ -105,7 +105,8 @@ class Ledger:
                 return SignedCheckpoint(latest.size, latest.root_hash, latest.note)
             if latest is not None and latest.size > state.size:
                 raise IntegrityError(
-                    f"the log has {state.size} entries but checkpoint {latest.size} was signed: storage lost entries"
+                    f"the log has {state.size} entries but checkpoint {latest.size} was signed: "
+                    "storage lost entries"
                 )
             root = log.head(s).root_hash
             if latest is not None and latest.size > 0:
@@ -151,7 +152,7 @@ class Ledger:
                 try:
                     self.sequence_pending()
                     self.publish()
-                except Exception:  # noqa: BLE001 - keep publishing; the next tick retries
+                except Exception:
                     time.sleep(min(interval, 1.0))
 
         self._publisher = threading.Thread(target=loop, name="datavalley-ledger-publisher", daemon=True)

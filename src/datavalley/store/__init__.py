@@ -1,1 +1,1 @@
-"""Storage: one SQLAlchemy metadata for every domain, Alembic migrations, engines for SQLite and PostgreSQL."""
+"""Storage: one SQLAlchemy metadata for all domains, Alembic migrations, SQLite and PostgreSQL engines."""

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import datavalley.events
-import datavalley.identity.tables
 import datavalley.idempotency
+import datavalley.identity.tables
 import datavalley.ledger.tables  # noqa: F401
 from datavalley.store.base import Base
 
