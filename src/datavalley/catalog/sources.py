@@ -406,13 +406,15 @@ def _copy_database_table(conn: SourceConnection) -> None:
             for batch in _batches(conn, table, engine):
                 con.register("dv_batch", batch)
                 if not created:
-                    con.execute(f"CREATE TABLE dv_db_copy AS SELECT * FROM dv_batch")
+                    con.execute("CREATE TABLE dv_db_copy AS SELECT * FROM dv_batch")
                     created = True
                 else:
                     con.execute("INSERT INTO dv_db_copy SELECT * FROM dv_batch")
                 con.unregister("dv_batch")
         except sa.exc.SQLAlchemyError as exc:
-            raise SourceError(source.location, f"cannot read table {source.table!r}: {_first_line(exc)}") from exc
+            raise SourceError(
+                source.location, f"cannot read table {source.table!r}: {_first_line(exc)}"
+            ) from exc
         if not created:
             # No rows at all: keep the columns so the error says "no rows", not "no columns".
             cols = ", ".join(f"NULL AS {quote_ident(c.name)}" for c in table.columns)

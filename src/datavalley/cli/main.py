@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 import typer
+from rich.text import Text
 
 from datavalley.cli.identity import keys, members, participants, tokens
 from datavalley.cli.ledger import ledger
@@ -133,7 +134,7 @@ def main() -> None:
         if "--json" in sys.argv:
             print(json.dumps(exc.to_dict(), ensure_ascii=False), file=sys.stderr)
         else:
-            err_console.print(f"[bold red]error[/bold red] ({exc.code}): {exc.message}")
+            err_console.print(Text.assemble(("error", "bold red"), f" ({exc.code}): {exc.message}"))
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

@@ -17,7 +17,7 @@ from datavalley.client import Client
 from datavalley.errors import Unauthenticated
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 @dataclass

@@ -1,0 +1,20 @@
+"""`datavalley demo` runs the whole scenario and its ledger verifies."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from rich.console import Console
+
+from datavalley.demo import run_demo
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    """Onboarding, witness cosigning, offline verification and a receipt check all succeed."""
+    out = io.StringIO()
+    summary = run_demo(tmp_path / "home", console=Console(file=out, width=120))
+    assert summary["verified"] is True and summary["participants"] == 5
+    assert summary["cosignatures"] == 2 and summary["entries"] == summary["checkpoint_size"]
+    text = out.getvalue()
+    assert "all verified" in text and "not a valid unified social credit code" in text
