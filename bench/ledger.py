@@ -75,7 +75,8 @@ EVENT_TYPES = (
 )
 _EVENTS = cast(Table, EventRow.__table__)
 
-console = Console(stderr=True)
+console = Console(stderr=True)  # progress bars
+out_console = Console()  # results: the table, then the JSON line last
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -155,7 +156,7 @@ def event_rows(n: int, seed: int) -> Iterator[list[dict[str, Any]]]:
 def postgres_server(base: Path) -> Iterator[Any]:
     if str(TESTS_DIR) not in sys.path:
         sys.path.insert(0, str(TESTS_DIR))
-    from pgserver import PostgresServer  # the test suite's throwaway server
+    from pgserver import PostgresServer  # type: ignore[import-not-found, unused-ignore]
 
     with PostgresServer(base, settings=PG_DURABLE_SETTINGS) as pg:
         yield pg
@@ -182,6 +183,8 @@ class BackendResult:
     consistency_gen: dict[str, float] = field(default_factory=dict)
     consistency_verify: dict[str, float] = field(default_factory=dict)
     proof_len: float = 0.0
+    proof_samples: int = 0
+    consistency_samples: int = 0
 
     @property
     def appends_per_s(self) -> float:
@@ -219,14 +222,14 @@ def time_sequencing(ex: Exchange, n: int, label: str) -> tuple[int, float]:
             bar.advance(task, count)
             return count
 
-        log.sequence_batch = tracked  # type: ignore[assignment]
+        log.sequence_batch = tracked
         try:
             gc.collect()
             t0 = time.perf_counter()
             count = ex.ledger.sequence_pending()
             elapsed = time.perf_counter() - t0
         finally:
-            log.sequence_batch = original  # type: ignore[assignment]
+            log.sequence_batch = original
     return count, elapsed
 
 
@@ -261,7 +264,8 @@ def time_raw_hashing(entries: Sequence[bytes], repeats: int = 3) -> float:
     return best
 
 
-def time_proofs(ex: Exchange, k: int, seed: int, result: BackendResult, label: str) -> None:
+def time_proofs(ex: Exchange, k: int, budget_s: float, seed: int, result: BackendResult, label: str) -> None:
+    """Time K random inclusion and consistency proofs at the current size (each kind capped at budget_s)."""
     rng = random.Random(seed)
     perf = time.perf_counter
     with ex.session(write=False) as s, s.begin():
@@ -269,11 +273,11 @@ def time_proofs(ex: Exchange, k: int, seed: int, result: BackendResult, label: s
         size = head.size
         indices = [rng.randrange(size) for _ in range(k)]
         rows = s.execute(
-            select(LedgerEntryRow.idx, LedgerEntryRow.leaf_hash).where(
+            select(LedgerEntryRow.idx, LedgerEntryRow.entry).where(
                 LedgerEntryRow.idx.in_(sorted(set(indices)))
             )
         )
-        leaves: dict[int, bytes] = {idx: h for idx, h in rows}
+        entry_at: dict[int, bytes] = {idx: e for idx, e in rows}
         # Older sizes for consistency proofs must be heads a verifier knows: compute their roots untimed.
         pairs = sorted({(rng.randrange(1, size), size) for _ in range(k)})
         rng.shuffle(pairs)
@@ -283,11 +287,14 @@ def time_proofs(ex: Exchange, k: int, seed: int, result: BackendResult, label: s
         lengths = 0
         with progress() as bar:
             task = bar.add_task(f"{label}: inclusion proofs", total=k)
+            deadline = perf() + budget_s
             for i in indices:
+                if perf() > deadline:
+                    break
                 t0 = perf()
                 proof = log.inclusion_proof(s, i, size)
                 t1 = perf()
-                ok = merkle.verify_inclusion_hash(leaves[i], i, size, proof, head.root_hash)
+                ok = merkle.verify_inclusion(entry_at[i], i, size, proof, head.root_hash)
                 t2 = perf()
                 if not ok:
                     raise SystemExit(f"inclusion proof for {i} in {size} does not verify")
@@ -298,7 +305,10 @@ def time_proofs(ex: Exchange, k: int, seed: int, result: BackendResult, label: s
             cgen: list[float] = []
             cver: list[float] = []
             task = bar.add_task(f"{label}: consistency proofs", total=len(pairs))
+            deadline = perf() + budget_s
             for old, new in pairs:
+                if perf() > deadline:
+                    break
                 t0 = perf()
                 proof = log.consistency_proof(s, old, new)
                 t1 = perf()
@@ -311,19 +321,20 @@ def time_proofs(ex: Exchange, k: int, seed: int, result: BackendResult, label: s
                 bar.advance(task)
     # What one API request pays: a fresh read session and transaction per proof (pooled connection).
     request: list[float] = []
-    for i in indices[: min(k, 500)]:
+    for i in indices[: min(len(gen), 200)]:
         t0 = perf()
         with ex.session(write=False) as s, s.begin():
             log.inclusion_proof(s, i, size)
         request.append(perf() - t0)
-    # Entry-bytes verification (hashes the entry too) is what an auditor with a receipt runs; sample it.
     result.final_size = size
     result.proof_gen = summary_ms(gen)
     result.proof_verify = summary_ms(verify)
     result.proof_request = summary_ms(request)
     result.consistency_gen = summary_ms(cgen)
     result.consistency_verify = summary_ms(cver)
-    result.proof_len = lengths / k
+    result.proof_len = lengths / len(gen)
+    result.proof_samples = len(gen)
+    result.consistency_samples = len(cgen)
 
 
 def verify_leaf_hashes(ex: Exchange, entries: Sequence[bytes], start: int) -> None:
@@ -365,7 +376,7 @@ def run_backend(
         if "per_s" not in raw:
             raw["per_s"] = len(entries) / time_raw_hashing(entries)
             raw["mean_entry_bytes"] = statistics.fmean(len(e) for e in entries)
-        time_proofs(ex, args.proofs, args.seed + 1, result, label)
+        time_proofs(ex, args.proofs, args.proof_seconds, args.seed + 1, result, label)
         if not args.no_direct:
             durl = pg.create_database("bench_direct") if backend == "postgresql" else None
             direct = open_fresh_exchange(workdir / f"{backend}-direct-home", durl, args.batch)
@@ -439,9 +450,10 @@ def render_table(results: list[BackendResult], raw: dict[str, float], args: argp
         "consistency verify p50 / p99, ms",
         lambda r: f"{r.consistency_verify['p50']:.4f} / {r.consistency_verify['p99']:.4f}",
     )
+    row("proof samples (inclusion / consistency)", lambda r: f"{r.proof_samples} / {r.consistency_samples}")
     row("mean inclusion proof length", lambda r: f"{r.proof_len:.1f}")
-    console.print(table)
-    console.print(
+    out_console.print(table)
+    out_console.print(
         f"raw limit: hashlib SHA-256(0x00 || entry) = {raw['per_s']:,.0f} hashes/s "
         f"(mean entry {raw['mean_entry_bytes']:.0f} bytes)"
     )
@@ -456,7 +468,9 @@ def figures(results: list[BackendResult], raw: dict[str, float], args: argparse.
         "proof_samples": args.proofs,
         "machine": machine(),
         "sqlite_settings": {"journal_mode": "wal", "synchronous": "full"},
-        "postgresql_settings": PG_DURABLE_SETTINGS if any(r.backend == "postgresql" for r in results) else None,
+        "postgresql_settings": PG_DURABLE_SETTINGS
+        if any(r.backend == "postgresql" for r in results)
+        else None,
         "raw_leaf_hash_per_s": round(raw["per_s"]),
         "mean_entry_bytes": round(raw["mean_entry_bytes"], 1),
     }
@@ -468,6 +482,8 @@ def figures(results: list[BackendResult], raw: dict[str, float], args: argparse.
             out[f"{b}_direct_appends_per_s"] = round(r.direct_per_s)
         out[f"ratio_raw_over_{b}"] = round(raw["per_s"] / r.appends_per_s, 2)
         out[f"{b}_tree_size"] = r.final_size
+        out[f"{b}_proof_samples"] = r.proof_samples
+        out[f"{b}_consistency_samples"] = r.consistency_samples
     # Unprefixed proof figures are the first backend's (SQLite by default), as the spec names them.
     first = results[0]
     for name, stats in (
@@ -513,12 +529,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=10_000, help="events per committed transaction")
     p.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated: sqlite,postgresql")
     p.add_argument("--proofs", type=int, default=None, help="proof samples per backend (default 2000)")
+    p.add_argument(
+        "--proof-seconds",
+        type=float,
+        default=None,
+        help="time cap per proof kind and backend (default 60; --quick: 5)",
+    )
     p.add_argument("--seed", type=int, default=20250101)
     p.add_argument("--no-direct", action="store_true", help="skip the log.append_entries-only figure")
     p.add_argument("--workdir", type=Path, default=None, help="where temporary homes go (default: tmp)")
     args = p.parse_args(argv)
     if args.events is None:
         args.events = 100_000 if args.quick else 1_000_000
+    if args.proof_seconds is None:
+        args.proof_seconds = 5.0 if args.quick else 60.0
     if args.proofs is None:
         args.proofs = 500 if args.quick else 2000
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]

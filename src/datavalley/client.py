@@ -11,6 +11,7 @@ import asyncio
 import base64
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 import httpx
@@ -20,6 +21,7 @@ from pydantic import TypeAdapter
 from datavalley.errors import DatavalleyError, Unavailable, error_from_dict
 from datavalley.identity.model import ApiToken, IssuedToken, Member, Participant, ParticipantKey
 from datavalley.keys import public_key_b64, registration_message
+from datavalley.rights.model import Objection, Resource, Right
 from datavalley.store.pages import Page
 
 T = TypeVar("T")
@@ -253,6 +255,145 @@ class Client:
     def revoke_key(self, key_id: str) -> Result[ParticipantKey]:
         data, receipts, replayed = self.post(f"/v1/keys/{key_id}/revoke")
         return Result(_parse(ParticipantKey, data), receipts, replayed)
+
+    # --- registration and rights --------------------------------------------------------------
+
+    def register_resource(
+        self,
+        *,
+        name: str,
+        sector: str,
+        lawful_source: str,
+        analysis: dict[str, Any],
+        description: str = "",
+        tags: list[str] | None = None,
+        declared_grade: str = "general",
+        public_data: bool = False,
+        published: bool = False,
+        idempotency_key: str | None = None,
+    ) -> Result[Resource]:
+        body = {
+            "name": name,
+            "sector": sector,
+            "lawful_source": lawful_source,
+            "analysis": analysis,
+            "description": description,
+            "tags": tags or [],
+            "declared_grade": declared_grade,
+            "public_data": public_data,
+            "published": published,
+        }
+        data, receipts, replayed = self.post("/v1/resources", body, idempotency_key=idempotency_key)
+        return Result(_parse(Resource, data), receipts, replayed)
+
+    def get_resource(self, resource_id: str) -> Resource:
+        return _parse(Resource, self.get(f"/v1/resources/{resource_id}"))
+
+    def resource_action(
+        self, resource_id: str, action: str, body: dict[str, Any] | None = None
+    ) -> Result[Resource]:
+        """change, renew, cancel, revoke, publish, unpublish, classification."""
+        data, receipts, replayed = self.post(f"/v1/resources/{resource_id}/{action}", body or {})
+        return Result(_parse(Resource, data), receipts, replayed)
+
+    def versions(self, resource_id: str) -> list[dict[str, Any]]:
+        return list(self.get(f"/v1/resources/{resource_id}/versions")["items"])
+
+    def grant_right(
+        self,
+        resource_id: str,
+        *,
+        kind: str,
+        grantee_id: str,
+        purposes: list[str],
+        territories: list[str],
+        valid_until: datetime,
+        sublicensable: bool = False,
+        parent_id: str | None = None,
+    ) -> Result[Right]:
+        body = {
+            "kind": kind,
+            "grantee_id": grantee_id,
+            "purposes": purposes,
+            "territories": territories,
+            "valid_until": valid_until.isoformat(),
+            "sublicensable": sublicensable,
+            "parent_id": parent_id,
+        }
+        data, receipts, replayed = self.post(f"/v1/resources/{resource_id}/rights", body)
+        return Result(_parse(Right, data), receipts, replayed)
+
+    def authorise_public_data(
+        self,
+        resource_id: str,
+        *,
+        operator_id: str,
+        purposes: list[str],
+        territories: list[str],
+        valid_until: datetime,
+    ) -> Result[Right]:
+        body = {
+            "operator_id": operator_id,
+            "purposes": purposes,
+            "territories": territories,
+            "valid_until": valid_until.isoformat(),
+        }
+        data, receipts, replayed = self.post(f"/v1/resources/{resource_id}/public-data-authorisations", body)
+        return Result(_parse(Right, data), receipts, replayed)
+
+    def transfer_holding(
+        self, resource_id: str, to_id: str, *, include_use_rights: bool = True
+    ) -> Result[list[Right]]:
+        data, receipts, replayed = self.post(
+            f"/v1/resources/{resource_id}/transfer",
+            {"to_id": to_id, "include_use_rights": include_use_rights},
+        )
+        return Result([_parse(Right, r) for r in data], receipts, replayed)
+
+    def revoke_right(self, right_id: str, reason: str = "") -> Result[list[Right]]:
+        data, receipts, replayed = self.post(f"/v1/rights/{right_id}/revoke", {"reason": reason})
+        return Result([_parse(Right, r) for r in data], receipts, replayed)
+
+    def chain_of_title(self, resource_id: str) -> list[tuple[int, Right]]:
+        items = self.get(f"/v1/resources/{resource_id}/title")["items"]
+        return [(int(i["depth"]), _parse(Right, i["right"])) for i in items]
+
+    def rights(self, *, holder_id: str | None = None, active_only: bool = True) -> list[Right]:
+        items = self.get("/v1/rights", holder_id=holder_id, active_only=active_only)["items"]
+        return [_parse(Right, r) for r in items]
+
+    def file_objection(self, resource_id: str, reason: str) -> Result[Objection]:
+        data, receipts, replayed = self.post(f"/v1/resources/{resource_id}/objections", {"reason": reason})
+        return Result(_parse(Objection, data), receipts, replayed)
+
+    def resolve_objection(self, objection_id: str, *, upheld: bool, resolution: str) -> Result[Objection]:
+        data, receipts, replayed = self.post(
+            f"/v1/objections/{objection_id}/resolve", {"upheld": upheld, "resolution": resolution}
+        )
+        return Result(_parse(Objection, data), receipts, replayed)
+
+    def certificate(self, resource_id: str, version: int | None = None) -> dict[str, Any]:
+        return dict(self.get(f"/v1/resources/{resource_id}/certificate", version=version))
+
+    def certificate_html(self, resource_id: str, version: int | None = None) -> str:
+        clean = {"version": version} if version else None
+        return self.request("GET", f"/v1/resources/{resource_id}/certificate.html", params=clean).text
+
+    def search(self, q: str = "", **filters: Any) -> dict[str, Any]:
+        """Catalog search: ``items`` (Resources), ``next_cursor``, ``total``, ``facets``."""
+        data = dict(self.get("/v1/catalog/search", q=q, **filters))
+        data["items"] = [_parse(Resource, r) for r in data["items"]]
+        return data
+
+    def dcat(self) -> dict[str, Any]:
+        return dict(self.get("/v1/catalog/dcat"))
+
+    def classification_rules(self) -> dict[str, Any]:
+        return dict(self.get("/v1/classification/rules"))
+
+    def set_classification_rules(self, rules: dict[str, Any]) -> Result[dict[str, Any]]:
+        data, receipts, replayed = self.post("/v1/classification/rules", {"rules": rules})
+        return Result(data, receipts, replayed)
 
     # --- ledger --------------------------------------------------------------------------------
 

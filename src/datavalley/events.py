@@ -11,10 +11,12 @@ ever reaches the ledger. See docs/PROTOCOL.md, "Ledger entries".
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, text
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
+
+from sqlalchemy import JSON, BigInteger, Index, String, Text, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from datavalley.canonical import digest
@@ -35,9 +37,9 @@ class EventRow(Base):
     payload_digest: Mapped[str] = mapped_column(String(80))
     # The payload itself stays in the exchange database (never on the ledger) and may be erased.
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    ledger_index: Mapped[int | None] = mapped_column(
-        BigInteger, ForeignKey("ledger_entries.idx"), nullable=True, unique=True
-    )
+    # The ledger entry, canonical JSON with "index":null; the sequencer substitutes the index (PROTOCOL 3).
+    entry: Mapped[str] = mapped_column(Text)
+    ledger_index: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     __table_args__ = (
         Index(
@@ -60,6 +62,44 @@ class Actor:
 SYSTEM = Actor(None, None)
 
 
+INDEX_PLACEHOLDER = '"index":null'
+ENTRY_VERSION = 1
+
+
+def _str(value: str | None) -> str:
+    return "null" if value is None else str(encode_basestring(value))
+
+
+def entry_template(type: str, actor: Actor, subjects: list[str], now: datetime, payload_digest: str) -> str:
+    """The event's ledger entry as RFC 8785 canonical JSON, with ``"index":null`` for the sequencer to fill.
+
+    Built by hand because it is on every write path: keys are emitted in sorted order and every string
+    goes through the same escaper ``json.dumps(ensure_ascii=False)`` uses, which for strings, integers and
+    null *is* RFC 8785 (a test compares it with :func:`datavalley.canonical.canonical_json`). The actor
+    (an ID or null) precedes ``index``, so the first ``"index":null`` is always the key, never a value.
+    """
+    return (
+        '{"actor":'
+        + _str(actor.member_id)
+        + ","
+        + INDEX_PLACEHOLDER
+        + ',"participant":'
+        + _str(actor.participant_id)
+        + ',"payload":'
+        + _str(payload_digest)
+        + ',"subjects":['
+        + ",".join(_str(s) for s in subjects)
+        + "]"
+        + ',"time":'
+        + _str(now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+        + ',"type":'
+        + _str(type)
+        + ',"v":'
+        + str(ENTRY_VERSION)
+        + "}"
+    )
+
+
 def emit(
     session: Session,
     now: datetime,
@@ -73,14 +113,16 @@ def emit(
     ``payload`` must be canonical-JSON-able and should hold IDs, states and digests, not personal data.
     Raises :class:`datavalley.errors.InvalidInput` if the payload cannot be canonicalised.
     """
+    payload_digest = digest(payload)
     row = EventRow(
         type=type,
         actor=actor.member_id,
         actor_participant=actor.participant_id,
         subjects=list(subjects),
         occurred_at=now,
-        payload_digest=digest(payload),
+        payload_digest=payload_digest,
         payload=payload,
+        entry=entry_template(type, actor, subjects, now, payload_digest),
     )
     session.add(row)
     session.flush()

@@ -47,6 +47,7 @@ class Context:
     now: datetime
     settings: Settings
     event_ids: list[int] = field(default_factory=list)
+    signer: Signer | None = None
 
     @property
     def actor(self) -> Actor:
@@ -141,7 +142,7 @@ class Exchange:
     ) -> T:
         """Run a query use case in a read-only unit of work."""
         with self.session(write=False) as s, s.begin():
-            return fn(Context(s, principal, self.now(), self.settings), *a, **kw)
+            return fn(Context(s, principal, self.now(), self.settings, signer=self.signer), *a, **kw)
 
     def run(
         self,
@@ -176,7 +177,7 @@ class Exchange:
             else:
                 stored = None
             if stored is None:
-                ctx = Context(s, principal, self.now(), self.settings)
+                ctx = Context(s, principal, self.now(), self.settings, signer=self.signer)
                 value = fn(ctx, *args, **kwargs)
                 body = render(value)
                 event_ids = list(ctx.event_ids)

@@ -128,8 +128,9 @@ def create_app(exchange: Exchange, *, publisher: bool = False) -> FastAPI:
         """Liveness: no authentication, no data."""
         return {"status": "ok", "version": __version__}
 
-    from datavalley.api import identity, ledger
+    from datavalley.api import identity, ledger, registry
 
     app.include_router(identity.router, prefix="/v1")
+    app.include_router(registry.router, prefix="/v1")
     app.include_router(ledger.router, prefix="/v1")
     return app

@@ -6,7 +6,7 @@ from typing import Any
 
 import duckdb
 
-__all__ = ["AggregatePlan", "quote_ident", "quote_literal"]
+__all__ = ["ScanPlan", "quote_ident", "quote_literal"]
 
 
 def quote_ident(name: str) -> str:
@@ -19,42 +19,59 @@ def quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-class AggregatePlan:
-    """Collects aggregate expressions from several analysers so they run in ONE scan.
+class ScanPlan:
+    """Collects per-row helper columns and aggregates from several analysers so they run in ONE scan.
 
-    Each analyser registers the aggregates it needs and gets back an alias; identical expressions are
-    shared, so e.g. ``count(col)`` asked for by both the profile and the PI scan is computed once.
+    Helper columns live in numbered projection levels stacked on the source (level 1 sees the source,
+    level 2 sees level 1, ...). Computing a value once in a lower level and referencing it above is how
+    repeated sub-expressions are shared: DuckDB would otherwise evaluate a repeated expression each
+    time it appears. Identical aggregates are registered once and shared between analysers.
     """
 
+    LEVELS = 5
+
     def __init__(self) -> None:
-        self._aliases: dict[str, str] = {}
+        self._aggregates: dict[str, str] = {}
+        self._projections: list[dict[str, str]] = [{} for _ in range(self.LEVELS)]
         self._results: dict[str, Any] | None = None
+
+    def project(self, level: int, expression: str) -> str:
+        """Add a helper column at ``level`` (1-based) and return its name."""
+        exprs = self._projections[level - 1]
+        name = exprs.get(expression)
+        if name is None:
+            name = f"__dv_{level}_{len(exprs)}"
+            exprs[expression] = name
+        return name
 
     def add(self, expression: str) -> str:
         """Register an aggregate expression and return the alias its result will have."""
-        alias = self._aliases.get(expression)
+        alias = self._aggregates.get(expression)
         if alias is None:
-            alias = f"a{len(self._aliases)}"
-            self._aliases[expression] = alias
+            alias = f"a{len(self._aggregates)}"
+            self._aggregates[expression] = alias
         return alias
 
-    def __len__(self) -> int:
-        return len(self._aliases)
+    def relation(self, view: str) -> str:
+        """The source with the helper columns of every level."""
+        rel = view
+        for exprs in self._projections:
+            if exprs:
+                cols = ", ".join(f"{expr} AS {name}" for expr, name in exprs.items())
+                rel = f"(SELECT *, {cols} FROM {rel})"
+        return rel
 
-    def sql(self, relation: str) -> str:
-        """Render the single aggregate query over ``relation``."""
-        items = ", ".join(f"{expr} AS {alias}" for expr, alias in self._aliases.items())
-        return f"SELECT {items or '1 AS a_empty'} FROM {relation}"
+    def sql(self, view: str) -> str:
+        """Render the single aggregate query over ``view``."""
+        items = ", ".join(f"{expr} AS {alias}" for expr, alias in self._aggregates.items())
+        return f"SELECT {items or '1 AS a_empty'} FROM {self.relation(view)}"
 
-    def run(self, con: duckdb.DuckDBPyConnection, relation: str) -> None:
+    def run(self, con: duckdb.DuckDBPyConnection, view: str) -> None:
         """Execute the query and keep the single result row."""
-        rows = con.execute(self.sql(relation)).fetchall()
-        self._results = {}
-        if rows:
-            for alias, value in zip(self._aliases.values(), rows[0], strict=True):
-                self._results[alias] = value
+        rows = con.execute(self.sql(view)).fetchall()
+        self._results = dict(zip(self._aggregates.values(), rows[0], strict=True)) if rows else {}
 
     def __getitem__(self, alias: str) -> Any:
         if self._results is None:
-            raise RuntimeError("AggregatePlan.run() has not been called")
+            raise RuntimeError("ScanPlan.run() has not been called")
         return self._results[alias]

@@ -27,8 +27,11 @@ Algorithm ``dvfp1``
                             x *= 0xd6e8feb86659fd93; x ^= x >> 32
 
    and ``H(NULL) = 0xbf58476d1ce4e5b9``. (This equals DuckDB's ``hash(VARCHAR)``.)
-4. **Row hash** ``R = C(...C(C(H(t1), H(t2)), H(t3))..., H(tk))`` with
-   ``C(a, b) = ((a XOR (a >> 32)) * 0xd6e8feb86659fd93) XOR b`` (DuckDB's multi-argument ``hash``).
+4. **Row hash** ``R = C(...C(C(M(H(t1)), M(H(t2))), M(H(t3)))..., M(H(tk)))`` with
+   ``C(a, b) = ((a XOR (a >> 32)) * 0xd6e8feb86659fd93) XOR b``. (DuckDB's multi-argument ``hash``
+   over the UBIGINT cell hashes; the cell hashes are computed once and also feed the per-column
+   distinct-count estimates of the profile, which is why they are hashed again rather than combined
+   directly.)
 5. **Multiset sum** ``S`` = the exact integer sum of ``R`` over all rows. A sum (not XOR) so that
    duplicated rows count; no ordering, so the row order of the file is irrelevant.
 6. The fingerprint is ``"dvfp1:" + hex(SHA-256(D))`` where ``D`` is the UTF-8 encoding of::
@@ -53,7 +56,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from datavalley.catalog._sql import AggregatePlan, quote_literal
+from datavalley.catalog._sql import ScanPlan, quote_literal
 from datavalley.catalog.schema import Schema, canonical_text_sql
 from datavalley.catalog.sources import SourceConnection
 
@@ -68,6 +71,7 @@ __all__ = [
     "fingerprint",
     "fingerprint_digest",
     "reference_fingerprint",
+    "reference_row_hash",
     "row_hash_sql",
     "sorted_names",
 ]
@@ -130,12 +134,17 @@ def reference_fingerprint(names: Sequence[str], rows: Iterable[Sequence[str | No
     total = 0
     count = 0
     for row in rows:
-        h = cell_hash(row[order[0]])
-        for i in order[1:]:
-            h = combine_hash(h, cell_hash(row[i]))
-        total += h
+        total += reference_row_hash([row[i] for i in order])
         count += 1
     return fingerprint_digest(names, count, total)
+
+
+def reference_row_hash(texts: Sequence[str | None]) -> int:
+    """Step 4 of ``dvfp1`` for the canonical texts of one row, already in column-name order."""
+    h = _mix(cell_hash(texts[0]))
+    for text in texts[1:]:
+        h = combine_hash(h, _mix(cell_hash(text)))
+    return h
 
 
 _CHECKED: set[str] = set()
@@ -157,11 +166,11 @@ def check_duckdb_hash(con: duckdb.DuckDBPyConnection) -> None:
     if version in _CHECKED:
         return
     for row in _CHECK_ROWS:
-        args = ", ".join("NULL::VARCHAR" if v is None else f"{quote_literal(v)}::VARCHAR" for v in row)
-        got = con.execute(f"SELECT hash({args})").fetchall()[0][0]
-        expected = cell_hash(row[0])
-        for v in row[1:]:
-            expected = combine_hash(expected, cell_hash(v))
+        cells = ", ".join(
+            "hash(NULL::VARCHAR)" if v is None else f"hash({quote_literal(v)}::VARCHAR)" for v in row
+        )
+        got = con.execute(f"SELECT hash({cells})").fetchall()[0][0]
+        expected = reference_row_hash(row)
         if int(got) != expected:
             raise RuntimeError(
                 f"DuckDB {version} hash() differs from the {DVFP_VERSION} reference "
@@ -173,8 +182,8 @@ def check_duckdb_hash(con: duckdb.DuckDBPyConnection) -> None:
 def row_hash_sql(schema: Schema) -> str:
     """SQL expression for the ``dvfp1`` row hash (steps 1-4) over a relation with ``schema``."""
     by_name = {c.name: c for c in schema.columns}
-    args = [canonical_text_sql(by_name[n]) for n in sorted_names(by_name)]
-    return f"hash({', '.join(args)})"
+    cells = [f"hash({canonical_text_sql(by_name[n])})" for n in sorted_names(by_name)]
+    return f"hash({', '.join(cells)})"
 
 
 @dataclass(frozen=True)
@@ -187,17 +196,21 @@ class Fingerprint:
 
 
 class FingerprintPlan:
-    """Registers the fingerprint aggregates in a shared :class:`AggregatePlan` (one scan for all).
+    """Registers the fingerprint's helper columns and aggregates in a shared :class:`ScanPlan`.
 
-    The row hash must be available as column ``row_hash_column`` of the scanned relation.
+    ``cell_hashes[name]`` is the level-1 helper column holding ``H(canonical text)`` of each column and
+    ``row_hash`` the level-2 row hash; other analysers reuse both.
     """
 
-    def __init__(self, schema: Schema, plan: AggregatePlan, row_hash_column: str) -> None:
+    def __init__(self, schema: Schema, plan: ScanPlan) -> None:
         self.schema = schema
+        self.cell_hashes = {c.name: plan.project(1, f"hash({canonical_text_sql(c)})") for c in schema.columns}
+        ordered = [self.cell_hashes[n] for n in sorted_names(self.cell_hashes)]
+        self.row_hash = plan.project(2, f"hash({', '.join(ordered)})")
         self._count = plan.add("count(*)")
-        self._sum = plan.add(f"sum({row_hash_column})")
+        self._sum = plan.add(f"sum({self.row_hash})")
 
-    def finish(self, plan: AggregatePlan) -> Fingerprint:
+    def finish(self, plan: ScanPlan) -> Fingerprint:
         """Build the fingerprint from the executed plan."""
         rows = int(plan[self._count])
         total = int(plan[self._sum] or 0)
@@ -212,9 +225,7 @@ def fingerprint(conn: SourceConnection) -> Fingerprint:
         RuntimeError: the installed DuckDB's hash differs from ``dvfp1``.
     """
     check_duckdb_hash(conn.connection)
-    schema = conn.schema
-    plan = AggregatePlan()
-    fp = FingerprintPlan(schema, plan, "dv_row_hash")
-    relation = f"(SELECT {row_hash_sql(schema)} AS dv_row_hash FROM {conn.view})"
-    conn.run_plan(plan, relation)
+    plan = ScanPlan()
+    fp = FingerprintPlan(conn.schema, plan)
+    conn.run_plan(plan)
     return fp.finish(plan)

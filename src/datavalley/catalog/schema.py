@@ -135,13 +135,19 @@ def read_schema(con: duckdb.DuckDBPyConnection, relation: str) -> Schema:
     return Schema(tuple(Column(str(r[0]), canonical_type(str(r[1])), str(r[1])) for r in rows))
 
 
-def _strip_point_zero(expr: str) -> str:
-    # DuckDB prints doubles like Python's repr ("100.0", "0.1", "1e+16"); integral values lose the
-    # ".0" so that 100.0 (CSV-inferred DOUBLE) and 100 (INTEGER) and 100.00 (DECIMAL) agree.
+def _float_text(x: str) -> str:
+    # Integral doubles print as integers so that 100.0 (a CSV-inferred DOUBLE), 100 (INTEGER) and
+    # 100.00 (DECIMAL) agree; everything else uses DuckDB's shortest round-trip rendering, which is
+    # the same as Python's repr. Numeric tests only: no string post-processing on the hot path.
     return (
-        f"CASE WHEN {expr} IN ('-0.0', '-0') THEN '0' "
-        f"WHEN suffix({expr}, '.0') THEN substr({expr}, 1, strlen({expr}) - 2) ELSE {expr} END"
+        f"CASE WHEN isfinite({x}) AND {x} = trunc({x}) AND abs({x}) < 1e16 "
+        f"THEN CAST(CAST({x} AS BIGINT) AS VARCHAR) ELSE CAST({x} AS VARCHAR) END"
     )
+
+
+#: DECIMALs with at most this many digits are canonicalised through DOUBLE, which represents every
+#: such value exactly enough for its shortest repr to be the decimal itself (15 <= DBL_DIG).
+DECIMAL_VIA_DOUBLE_DIGITS = 15
 
 
 def canonical_text_sql(column: Column) -> str:
@@ -149,13 +155,15 @@ def canonical_text_sql(column: Column) -> str:
 
     Rules (part of the ``dvfp1`` wire format, see :mod:`datavalley.catalog.fingerprint`):
 
-    * integer: base-10, no leading zeros, ``-`` sign;
-    * decimal: base-10 with trailing fractional zeros and a trailing point removed, ``-0`` -> ``0``;
-    * float: shortest round-trip repr (Python ``repr`` style), trailing ``.0`` removed, ``-0`` -> ``0``,
-      ``nan``/``inf``/``-inf``;
+    * integer: base 10, no leading zeros, ``-`` sign;
+    * float, and decimal with precision <= 15: if finite, integral and below 1e16 in magnitude, the
+      integer in base 10; otherwise the shortest round-trip rendering in Python ``repr`` style
+      (``0.1``, ``12.5``, ``1e+16``, ``2.5e-05``, ``nan``, ``inf``, ``-inf``). A FLOAT (32-bit) uses
+      the shortest rendering of the 32-bit value, so 0.1f gives ``0.1``;
+    * decimal with precision > 15: exact base-10 text with trailing fractional zeros and point removed;
     * boolean: ``true``/``false``; date: ``YYYY-MM-DD``;
-    * timestamp (any precision): microsecond ``YYYY-MM-DD HH:MM:SS[.ffffff]`` (fraction without trailing
-      zeros); timestamptz: the same in UTC followed by ``+00``; time: ``HH:MM:SS[.ffffff]``;
+    * timestamp (any precision): microseconds, ``YYYY-MM-DD HH:MM:SS[.ffffff]`` with the fraction's
+      trailing zeros removed; timestamptz: the same in UTC followed by ``+00``; time: ``HH:MM:SS[.ffffff]``;
     * binary: lower-case hex; text: the string itself; anything else: DuckDB's text rendering.
     """
     ref = quote_ident(column.name)
@@ -163,15 +171,20 @@ def canonical_text_sql(column: Column) -> str:
     if t is CanonicalType.TEXT:
         return ref if column.source_type.upper() == "VARCHAR" else f"CAST({ref} AS VARCHAR)"
     if t is CanonicalType.DECIMAL:
+        m = re.search(r"\(\s*(\d+)\s*,\s*(\d+)\s*\)", column.source_type)
+        precision, scale = (int(m.group(1)), int(m.group(2))) if m else (18, 3)
+        if precision <= DECIMAL_VIA_DOUBLE_DIGITS:
+            return _float_text(f"CAST({ref} AS DOUBLE)")
         text = f"CAST({ref} AS VARCHAR)"
-        stripped = f"rtrim(rtrim({text}, '0'), '.')"
-        # A scale-0 DECIMAL prints without a point: stripping zeros would turn 100 into 1.
-        has_point = re.search(r",\s*([1-9]\d*)\s*\)", column.source_type) is not None
-        if not has_point:
+        if scale == 0:
             return f"CASE WHEN {text} = '-0' THEN '0' ELSE {text} END"
-        return f"CASE WHEN {stripped} IN ('-0', '') THEN '0' ELSE {stripped} END"
+        stripped = f"rtrim(rtrim({text}, '0'), '.')"
+        return f"CASE WHEN {stripped} = '-0' THEN '0' ELSE {stripped} END"
     if t is CanonicalType.FLOAT:
-        return _strip_point_zero(f"CAST({ref} AS VARCHAR)")
+        if column.source_type.upper() in ("FLOAT", "REAL", "FLOAT4"):
+            # Shortest rendering of the 32-bit value, then parsed as DOUBLE: 0.1f -> 0.1.
+            return _float_text(f"CAST(CAST({ref} AS VARCHAR) AS DOUBLE)")
+        return _float_text(ref)
     if t is CanonicalType.TIMESTAMP and column.source_type.upper() not in ("TIMESTAMP", "DATETIME"):
         return f"CAST(CAST({ref} AS TIMESTAMP) AS VARCHAR)"
     if t is CanonicalType.BINARY and column.source_type.upper() != "BIT":

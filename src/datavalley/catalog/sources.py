@@ -32,7 +32,7 @@ import duckdb
 import pyarrow as pa
 import sqlalchemy as sa
 
-from datavalley.catalog._sql import AggregatePlan, quote_ident, quote_literal
+from datavalley.catalog._sql import ScanPlan, quote_ident, quote_literal
 from datavalley.catalog.errors import SourceError
 from datavalley.catalog.schema import Schema, read_schema
 
@@ -211,18 +211,18 @@ class SourceConnection:
         """
         try:
             return self.connection.execute(sql).fetchall()
-        except duckdb.Error as exc:
+        except _READ_ERRORS as exc:
             raise SourceError(self.source.location, f"cannot read: {_first_line(exc)}") from exc
 
-    def run_plan(self, plan: AggregatePlan, relation: str | None = None) -> None:
-        """Execute an aggregate plan over ``relation`` (default: the source view) in one scan.
+    def run_plan(self, plan: ScanPlan, *, view: str | None = None) -> None:
+        """Execute a scan plan over the source (or ``view``, e.g. a sample of it) in one scan.
 
         Raises:
             SourceError: the source could not be read.
         """
         try:
-            plan.run(self.connection, relation or self.view)
-        except duckdb.Error as exc:
+            plan.run(self.connection, view or self.view)
+        except _READ_ERRORS as exc:
             raise SourceError(self.source.location, f"cannot read: {_first_line(exc)}") from exc
 
     def close(self) -> None:
@@ -242,6 +242,16 @@ class SourceConnection:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+# Errors that mean "the data cannot be read"; anything else (binder errors, overflow in our own SQL) is
+# a bug in the catalog and must not be blamed on the provider's file.
+_READ_ERRORS = (
+    duckdb.IOException,
+    duckdb.InvalidInputException,
+    duckdb.ConversionException,
+    duckdb.PermissionException,
+)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -267,6 +277,8 @@ def connect(source: Source, *, threads: int | None = None) -> SourceConnection:
     try:
         # Canonical timestamptz text is UTC (see schema.canonical_text_sql).
         con.execute("SET TimeZone = 'UTC'")
+        # A library must not draw progress bars on the caller's terminal.
+        con.execute("SET enable_progress_bar = false")
         # DuckDB's type_pushdown rewrites CAST(csv_column AS VARCHAR) into reading the raw CSV text, so a
         # DOUBLE read from "12.50" would render as "12.50" instead of "12.5" and break canonical text.
         con.execute("SET disabled_optimizers = 'type_pushdown'")

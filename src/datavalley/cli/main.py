@@ -12,6 +12,7 @@ from rich.text import Text
 
 from datavalley.cli.identity import keys, members, participants, tokens
 from datavalley.cli.ledger import ledger
+from datavalley.cli.registry import catalog, cert, objections, resources, rights_app, rules
 from datavalley.cli.state import CliState, console, err_console, kv_table, output, state
 from datavalley.errors import DatavalleyError
 
@@ -26,6 +27,12 @@ app.add_typer(members, name="members")
 app.add_typer(tokens, name="tokens")
 app.add_typer(keys, name="keys")
 app.add_typer(ledger, name="ledger")
+app.add_typer(resources, name="resources")
+app.add_typer(rights_app, name="rights")
+app.add_typer(objections, name="objections")
+app.add_typer(cert, name="cert")
+app.add_typer(catalog, name="catalog")
+app.add_typer(rules, name="rules")
 
 
 @app.callback()

@@ -8,24 +8,18 @@ in several processes take turns and the tree never forks. Proofs read O(log n) s
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import cast
 
-from sqlalchemy import Table, insert, select, tuple_, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from datavalley.errors import IntegrityError, InvalidInput, NotFound
-from datavalley.events import EventRow
+from datavalley.events import INDEX_PLACEHOLDER
 from datavalley.ledger import merkle
 from datavalley.ledger.tables import LedgerEntryRow, LedgerNodeRow, LedgerStateRow
 
 Node = tuple[int, int]
-# Core tables: bulk inserts on the hot path skip the ORM's per-object bookkeeping.
-_ENTRIES = cast(Table, LedgerEntryRow.__table__)
-_NODES = cast(Table, LedgerNodeRow.__table__)
-ENTRY_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -62,54 +56,37 @@ def head(session: Session) -> Head:
     return Head(state.size, merkle.frontier_root(_split_frontier(state.frontier)))
 
 
-def encode_entry(index: int, row: Sequence[object]) -> bytes:
-    """The canonical JSON entry for an event row (id, type, actor, participant, subjects, time, digest).
-
-    Keys are ASCII and values are strings, integers, lists of strings or null, for which Python's
-    ``json.dumps(sort_keys=True, separators=(',', ':'), ensure_ascii=False)`` is exactly RFC 8785.
-    """
-    event_id, type_, actor, participant, subjects, occurred_at, payload_digest = row
-    return json.dumps(
-        {
-            "v": ENTRY_VERSION,
-            "index": index,
-            "event": event_id,
-            "type": type_,
-            "actor": actor,
-            "participant": participant,
-            "subjects": subjects,
-            "time": occurred_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),  # type: ignore[attr-defined]
-            "payload": payload_digest,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    ).encode("utf-8")
+def _placeholders(session: Session, n: int) -> str:
+    mark = "?" if session.connection().dialect.paramstyle == "qmark" else "%s"
+    return ", ".join([mark] * n)
 
 
 def sequence_batch(session: Session, limit: int) -> int:
-    """Append up to ``limit`` outbox events to the log in this transaction; return how many."""
+    """Append up to ``limit`` outbox events to the log in this transaction; return how many.
+
+    The hot path runs at the DB-API level: each event already carries its canonical entry with
+    ``"index":null`` (see :func:`datavalley.events.entry_template`), so sequencing is a string
+    substitution, a hash, and three ``executemany`` calls.
+    """
     state = lock_head(session)
-    rows = session.execute(
-        select(
-            EventRow.id,
-            EventRow.type,
-            EventRow.actor,
-            EventRow.actor_participant,
-            EventRow.subjects,
-            EventRow.occurred_at,
-            EventRow.payload_digest,
-        )
-        .where(EventRow.ledger_index.is_(None))
-        .order_by(EventRow.id)
-        .limit(limit)
-    ).all()
+    conn = session.connection()
+    rows = conn.exec_driver_sql(
+        f"SELECT id, entry FROM events WHERE ledger_index IS NULL ORDER BY id LIMIT {int(limit)}"
+    ).fetchall()
     if not rows:
         return 0
     size = state.size
-    entries = [encode_entry(size + i, tuple(r)) for i, r in enumerate(rows)]
+    placeholder = INDEX_PLACEHOLDER
+    entries = [
+        entry.replace(placeholder, f'"index":{size + i}', 1).encode("utf-8")
+        for i, (_, entry) in enumerate(rows)
+    ]
     count = append_entries(session, state, entries)
-    session.execute(update(EventRow), [{"id": r[0], "ledger_index": size + i} for i, r in enumerate(rows)])
+    p2 = _placeholders(session, 2).split(", ")
+    conn.exec_driver_sql(
+        f"UPDATE events SET ledger_index = {p2[0]} WHERE id = {p2[1]}",
+        [(size + i, event_id) for i, (event_id, _) in enumerate(rows)],
+    )
     return count
 
 
@@ -119,46 +96,65 @@ def append_entries(session: Session, state: LedgerStateRow, entries: Sequence[by
     lh = merkle.leaf_hash
     leaves = [lh(e) for e in entries]
     frontier, nodes = merkle.append_leaves(_split_frontier(state.frontier), size, leaves)
-    session.execute(
-        insert(_ENTRIES),
-        [
-            {"idx": size + i, "leaf_hash": h, "entry": e}
-            for i, (h, e) in enumerate(zip(leaves, entries, strict=True))
-        ],
+    conn = session.connection()
+    p3 = _placeholders(session, 3)
+    conn.exec_driver_sql(
+        f"INSERT INTO ledger_entries (idx, leaf_hash, entry) VALUES ({p3})",
+        [(size + i, h, e) for i, (h, e) in enumerate(zip(leaves, entries, strict=True))],
     )
     if nodes:
-        session.execute(insert(_NODES), [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes])
+        conn.exec_driver_sql(f"INSERT INTO ledger_nodes (level, idx, hash) VALUES ({p3})", nodes)
     state.size = size + len(entries)
     state.frontier = b"".join(frontier)
     return len(entries)
 
 
 def fetch_nodes(session: Session, wanted: Iterable[Node]) -> dict[Node, bytes]:
-    """Stored hashes of perfect subtrees; raises :class:`IntegrityError` if one is missing."""
+    """Stored hashes of perfect subtrees in one round trip; raises :class:`IntegrityError` if one is missing.
+
+    Leaves come from ``ledger_entries`` and inner nodes from ``ledger_nodes``, one ``level = ? AND idx IN
+    (...)`` term per level so each is a primary-key lookup (a row-value ``(level, idx) IN (...)`` makes
+    SQLite scan the whole table).
+    """
     wanted = set(wanted)
-    leaves = sorted(ix for lv, ix in wanted if lv == 0)
-    inner = sorted((lv, ix) for lv, ix in wanted if lv > 0)
-    found: dict[Node, bytes] = {}
+    if not wanted:
+        return {}
+    by_level: dict[int, list[int]] = {}
+    for lv, ix in wanted:
+        by_level.setdefault(lv, []).append(ix)
+    mark = "?" if session.connection().dialect.paramstyle == "qmark" else "%s"
+    parts: list[str] = []
+    params: list[int] = []
+    leaves = by_level.pop(0, [])
     if leaves:
-        for ix, h in session.execute(
-            select(LedgerEntryRow.idx, LedgerEntryRow.leaf_hash).where(LedgerEntryRow.idx.in_(leaves))
-        ):
-            found[(0, ix)] = h
-    if inner:
-        for lv, ix, h in session.execute(
-            select(LedgerNodeRow.level, LedgerNodeRow.idx, LedgerNodeRow.hash).where(
-                tuple_(LedgerNodeRow.level, LedgerNodeRow.idx).in_(inner)
-            )
-        ):
-            found[(lv, ix)] = h
+        parts.append(
+            f"SELECT 0, idx, leaf_hash FROM ledger_entries WHERE idx IN ({', '.join([mark] * len(leaves))})"
+        )
+        params += leaves
+    if by_level:
+        terms = []
+        for lv, ixs in sorted(by_level.items()):
+            terms.append(f"(level = {mark} AND idx IN ({', '.join([mark] * len(ixs))}))")
+            params += [lv, *ixs]
+        parts.append(f"SELECT level, idx, hash FROM ledger_nodes WHERE {' OR '.join(terms)}")
+    found = {
+        (int(lv), int(ix)): bytes(h)
+        for lv, ix, h in session.connection().exec_driver_sql(" UNION ALL ".join(parts), tuple(params))
+    }
     missing = wanted - found.keys()
     if missing:
         raise IntegrityError(f"ledger storage is missing node hashes {sorted(missing)[:5]}")
     return found
 
 
+def head_size(session: Session) -> int:
+    """The number of entries in the log (no root computation)."""
+    size = session.execute(select(LedgerStateRow.size).where(LedgerStateRow.id == 1)).scalar_one_or_none()
+    return int(size or 0)
+
+
 def _check_size(session: Session, size: int) -> int:
-    current = head(session).size
+    current = head_size(session)
     if size < 0 or size > current:
         raise InvalidInput(f"tree size {size} is out of range (the log has {current} entries)", field="size")
     return current
@@ -194,7 +190,7 @@ def consistency_proof(session: Session, old_size: int, new_size: int) -> list[by
 
 def entries(session: Session, start: int, end: int) -> list[bytes]:
     """Entries ``[start, end)``; raises :class:`InvalidInput` for a range outside the log."""
-    size = head(session).size
+    size = head_size(session)
     if not 0 <= start <= end <= size:
         raise InvalidInput(
             f"entry range [{start}, {end}) is outside the log of {size} entries", field="start"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datavalley.events
 import datavalley.idempotency
 import datavalley.identity.tables
-import datavalley.ledger.tables  # noqa: F401
+import datavalley.ledger.tables
+import datavalley.rights.tables  # noqa: F401
 from datavalley.store.base import Base
 
 metadata = Base.metadata

@@ -1,0 +1,107 @@
+"""Catalog search: full text and facets over registered resources, respecting visibility.
+
+Visibility is applied in the query itself, so no caller can see, count or facet on what it may not see:
+overseers (operator, auditor, regulator) see everything; a participant sees its own resources and the
+*published*, live resources of others — never another provider's unpublished resource.
+
+Full text matches every whitespace-separated term (AND) as a case-insensitive substring of the resource's
+name, description, tags, column names and sector (``search_text``), which works for Chinese without a
+word segmenter. On PostgreSQL a trigram index (pg_trgm) serves these substring matches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, false, func, or_, select
+
+from datavalley.errors import InvalidInput
+from datavalley.exchange import Context
+from datavalley.identity.model import Role
+from datavalley.rights.model import Grade, Resource, ResourceStatus
+from datavalley.rights.registration import to_resource
+from datavalley.rights.tables import ResourceRow
+from datavalley.store.pages import Page, paginate
+
+FACETS = ("sector", "grade", "provider", "pii_present")
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """A page of matching resources and facet counts over *all* matches (not just this page)."""
+
+    page: Page[Resource]
+    total: int
+    facets: dict[str, dict[str, int]]
+
+
+def _escape_like(term: str) -> str:
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def visibility(ctx: Context) -> ColumnElement[bool]:
+    """The WHERE clause of what the caller may see."""
+    p = ctx.principal
+    if p.has(Role.OPERATOR, Role.AUDITOR, Role.REGULATOR):
+        return ResourceRow.id.is_not(None)
+    live = ResourceRow.status.in_([ResourceStatus.REGISTERED.value, ResourceStatus.FROZEN.value])
+    own = ResourceRow.provider_id == p.participant_id if p.participant_id else false()
+    return or_(own, and_(ResourceRow.published.is_(True), live))
+
+
+def search_resources(
+    ctx: Context,
+    *,
+    q: str = "",
+    sector: str | None = None,
+    grade: str | None = None,
+    provider: str | None = None,
+    pii_present: bool | None = None,
+    tags: list[str] | None = None,
+    status: str | None = None,
+    cursor: str | None = None,
+    limit: int = 20,
+    with_facets: bool = True,
+) -> SearchResult:
+    """Search the catalog. Raises :class:`InvalidInput` for an unknown grade or status or a too-long query."""
+    if len(q) > 200:
+        raise InvalidInput("query must be at most 200 characters", field="q")
+    conds: list[ColumnElement[bool]] = [visibility(ctx)]
+    for term in q.lower().split():
+        conds.append(ResourceRow.search_text.like(f"%{_escape_like(term)}%", escape="\\"))
+    if sector:
+        conds.append(ResourceRow.sector == sector)
+    if grade:
+        try:
+            conds.append(ResourceRow.effective_grade == Grade(grade).value)
+        except ValueError:
+            raise InvalidInput(f"unknown grade {grade!r}", field="grade") from None
+    if provider:
+        conds.append(ResourceRow.provider_id == provider)
+    if pii_present is not None:
+        conds.append(ResourceRow.pii_present.is_(pii_present))
+    if status:
+        try:
+            conds.append(ResourceRow.status == ResourceStatus(status).value)
+        except ValueError:
+            raise InvalidInput(f"unknown status {status!r}", field="status") from None
+    for tag in tags or []:
+        # search_text holds each tag as " #tag " (see rights.registration._search_text): whole-tag match.
+        conds.append(ResourceRow.search_text.like(f"% #{_escape_like(tag.strip().lower())} %", escape="\\"))
+    where = and_(*conds)
+    page = paginate(ctx.session, select(ResourceRow).where(where), ResourceRow.id, cursor, limit, to_resource)
+    facets: dict[str, dict[str, int]] = {}
+    total = 0
+    if with_facets:
+        columns: dict[str, Any] = {
+            "sector": ResourceRow.sector,
+            "grade": ResourceRow.effective_grade,
+            "provider": ResourceRow.provider_id,
+            "pii_present": ResourceRow.pii_present,
+        }
+        for name, col in columns.items():
+            rows = ctx.session.execute(select(col, func.count()).where(where).group_by(col)).all()
+            facets[name] = {str(k).lower() if isinstance(k, bool) else str(k): int(n) for k, n in rows}
+        total = sum(facets["grade"].values())
+    return SearchResult(page, total, facets)

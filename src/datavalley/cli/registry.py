@@ -1,0 +1,520 @@
+"""CLI groups: resources, rights, objections, cert, catalog, rules."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.tree import Tree
+
+from datavalley.cli.state import CliState, console, kv_table, list_table, output, state
+from datavalley.errors import IntegrityError, InvalidInput
+from datavalley.rights.model import Resource, Right
+
+resources = typer.Typer(
+    help="Data resources: register, change, renew, cancel, publish.", no_args_is_help=True
+)
+rights_app = typer.Typer(help="The three rights: grant, authorise, transfer, revoke.", no_args_is_help=True)
+objections = typer.Typer(help="Objections to registrations.", no_args_is_help=True)
+cert = typer.Typer(help="Registration certificates.", no_args_is_help=True)
+catalog = typer.Typer(help="Search and export the catalog.", no_args_is_help=True)
+rules = typer.Typer(help="The classification rule set (GB/T 43697-2024).", no_args_is_help=True)
+
+
+def _analyse(st: CliState, location: str, table: str | None, fmt: str | None, sector: str | None) -> Any:
+    """Analyse on this node with a progress display (stages of the single scan)."""
+    from datavalley.node.analysis import analyse_source
+
+    if st.as_json:
+        return analyse_source(location, table=table, format=fmt, sector=sector)
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]analysing[/bold] {task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(location, total=None)
+        return analyse_source(
+            location,
+            table=table,
+            format=fmt,
+            sector=sector,
+            progress=lambda stage: bar.update(task, description=f"{location}: {stage}"),
+        )
+
+
+def resource_table(r: Resource) -> Any:
+    c = r.classification
+    return kv_table(
+        f"resource {r.id} (v{r.version})",
+        [
+            ("name", r.name),
+            ("holder", r.provider_id),
+            ("status", r.status.value),
+            ("published", "yes" if r.published else "no"),
+            ("rows", f"{r.row_count:,}"),
+            ("columns", ", ".join(f"{n}:{t}" for n, t in r.schema)),
+            ("fingerprint", r.fingerprint),
+            ("sector", c.sector),
+            (
+                "grade",
+                f"{c.effective.value} (suggested {c.suggested.value}, declared {c.declared.value}, "
+                f"confirmed {c.confirmed.value if c.confirmed else '—'})",
+            ),
+            ("grade reasons", "\n".join(c.reasons)),
+            ("personal information", _pii_summary(r.pii)),
+            ("est. individuals", f"{r.estimated_individuals:,}"),
+            ("valid until", r.valid_until.isoformat()),
+        ],
+    )
+
+
+def _pii_summary(pii: dict[str, Any]) -> str:
+    cols = pii.get("columns") or []
+    if not cols:
+        return "none detected"
+    parts = []
+    for c in cols:
+        kinds = "/".join(c.get("kinds") or [c.get("kind", "?")])
+        flag = " [sensitive]" if c.get("sensitive") else ""
+        parts.append(f"{c.get('column')}: {kinds} ({c.get('valid', 0):,} valid){flag}")
+    return "\n".join(parts)
+
+
+@resources.command("analyze")
+def analyze_cmd(
+    ctx: typer.Context,
+    location: str,
+    table: str | None = None,
+    format: str | None = None,
+    sector: str | None = None,
+) -> None:
+    """Analyse data locally (schema, fingerprint, profile, PI, suggested grade); nothing is sent."""
+    from datavalley.node.analysis import registration_payload
+
+    st = state(ctx)
+    a = _analyse(st, location, table, format, sector)
+    payload = registration_payload(a)
+    if st.as_json:
+        output(
+            st,
+            {
+                **payload,
+                "suggestion": {"grade": a.suggestion.grade.value, "reasons": list(a.suggestion.reasons)},
+            },
+        )
+        return
+    console.print(
+        kv_table(
+            f"analysis of {a.source.location}",
+            [
+                ("rows", f"{a.row_count:,}"),
+                ("fingerprint", a.fingerprint),
+                ("columns", ", ".join(f"{n}:{t}" for n, t in payload["schema"])),
+                ("personal information", _pii_summary(payload["pii"])),
+                ("suggested grade", a.suggestion.grade.value),
+                ("reasons", "\n".join(a.suggestion.reasons)),
+            ],
+        )
+    )
+
+
+@resources.command("register")
+def register(
+    ctx: typer.Context,
+    location: str = typer.Argument(..., help="File (csv/parquet/jsonl) or database URL."),
+    name: str = typer.Option(...),
+    sector: str = typer.Option(..., help="e.g. transport, finance, public_administration"),
+    lawful_source: str = typer.Option(..., help="How the data was lawfully obtained."),
+    description: str = "",
+    tag: list[str] = typer.Option([], "--tag"),
+    declare_grade: str = typer.Option("general", help="general, important or core"),
+    table: str | None = None,
+    format: str | None = None,
+    public_data: bool = typer.Option(False, help="Public data held by a public body."),
+    publish: bool = typer.Option(False, help="Show it in the public catalog."),
+) -> None:
+    """Analyse data on this node and register it: only metadata, digests and aggregates are sent."""
+    from datavalley.node.analysis import location_of, registration_payload
+    from datavalley.node.registry import NodeRegistry
+
+    st = state(ctx)
+    a = _analyse(st, location, table, format, sector)
+    res = st.client().register_resource(
+        name=name,
+        sector=sector,
+        lawful_source=lawful_source,
+        analysis=registration_payload(a),
+        description=description,
+        tags=tag,
+        declared_grade=declare_grade,
+        public_data=public_data,
+        published=publish,
+    )
+    if st.home or not st.server:
+        from datavalley.config import load_settings
+
+        NodeRegistry(st.home or load_settings().home).record(
+            res.value.id, location_of(a.source, a.fingerprint)
+        )
+    output(st, res.value, resource_table(res.value), receipts=res.receipts)
+
+
+@resources.command("change")
+def change(
+    ctx: typer.Context, resource_id: str, location: str, table: str | None = None, format: str | None = None
+) -> None:
+    """Re-register changed content of a resource (same schema)."""
+    from datavalley.node.analysis import registration_payload
+
+    st = state(ctx)
+    a = _analyse(st, location, table, format, None)
+    res = st.client().resource_action(resource_id, "change", {"analysis": registration_payload(a)})
+    output(st, res.value, resource_table(res.value), receipts=res.receipts)
+
+
+@resources.command("show")
+def show(ctx: typer.Context, resource_id: str) -> None:
+    """Show a resource."""
+    st = state(ctx)
+    r = st.client().get_resource(resource_id)
+    output(st, r, resource_table(r))
+
+
+def _simple(action: str, help_: str, *, reason: bool = False) -> None:
+    def command(
+        ctx: typer.Context,
+        resource_id: str,
+        why: str = typer.Option("", "--reason", help="Why (kept as a digest on the ledger)."),
+    ) -> None:
+        st = state(ctx)
+        body = {"reason": why} if reason else {}
+        res = st.client().resource_action(resource_id, action, body)
+        output(st, res.value, resource_table(res.value), receipts=res.receipts)
+
+    command.__doc__ = help_
+    resources.command(action)(command)
+
+
+_simple("cancel", "Holder cancels the registration (all rights end).", reason=True)
+_simple("revoke", "Operator revokes the registration (reason required).", reason=True)
+_simple("publish", "Show the resource in the public catalog.")
+_simple("unpublish", "Hide the resource from the public catalog.")
+
+
+@resources.command("renew")
+def renew(ctx: typer.Context, resource_id: str, days: int = 3 * 365) -> None:
+    """Extend the registration's validity."""
+    st = state(ctx)
+    res = st.client().resource_action(resource_id, "renew", {"valid_days": days})
+    output(st, res.value, resource_table(res.value), receipts=res.receipts)
+
+
+@resources.command("classify")
+def classify(ctx: typer.Context, resource_id: str, grade: str = typer.Option(...), reason: str = "") -> None:
+    """Operator confirms or corrects the grade."""
+    st = state(ctx)
+    res = st.client().resource_action(resource_id, "classification", {"grade": grade, "reason": reason})
+    output(st, res.value, resource_table(res.value), receipts=res.receipts)
+
+
+def title_tree(resource_id: str, links: list[tuple[int, Right]]) -> Tree:
+    tree = Tree(f"chain of title of [bold]{resource_id}[/bold]")
+    stack: list[Tree] = [tree]
+    for depth, r in links:
+        del stack[depth + 1 :]
+        s = r.scope
+        label = (
+            f"[cyan]{r.kind.value}[/cyan] {r.id} → [bold]{r.holder_id}[/bold] ({r.status.value})"
+            f" purposes={','.join(s.purposes)} territories={','.join(s.territories)}"
+            f" until={s.valid_until.date() if s.valid_until else 'open'}"
+            + (" [magenta]public-data authorisation[/magenta]" if r.public_data_authorisation else "")
+        )
+        stack.append(stack[-1].add(label))
+    return tree
+
+
+@resources.command("title")
+def title(ctx: typer.Context, resource_id: str) -> None:
+    """The chain of title: every right on the resource, as a tree."""
+    st = state(ctx)
+    links = st.client().chain_of_title(resource_id)
+    if st.as_json:
+        output(st, [{"depth": d, "right": r} for d, r in links])
+    else:
+        console.print(title_tree(resource_id, links))
+
+
+@resources.command("versions")
+def versions(ctx: typer.Context, resource_id: str) -> None:
+    """Every registered version (fingerprint, rows, ledger event)."""
+    st = state(ctx)
+    items = st.client().versions(resource_id)
+    output(
+        st,
+        items,
+        list_table(
+            "versions",
+            ["version", "fingerprint", "rows", "event", "at"],
+            [[v["version"], v["fingerprint"], v["row_count"], v["event_id"], v["created_at"]] for v in items],
+        ),
+    )
+
+
+def _until(value: str) -> datetime:
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"--until must be an ISO date or time, got {value!r}", field="until") from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _right_rows(items: list[Right]) -> Any:
+    return list_table(
+        "rights",
+        ["id", "kind", "resource", "holder", "grantor", "purposes", "until", "status"],
+        [
+            [
+                r.id,
+                r.kind.value,
+                r.resource_id,
+                r.holder_id,
+                r.grantor_id or "",
+                ",".join(r.scope.purposes),
+                r.scope.valid_until.date() if r.scope.valid_until else "",
+                r.status.value,
+            ]
+            for r in items
+        ],
+    )
+
+
+@rights_app.command("grant")
+def grant(
+    ctx: typer.Context,
+    resource_id: str,
+    kind: str = typer.Option(..., help="processing_use or product_operation"),
+    to: str = typer.Option(..., help="Grantee participant ID."),
+    purpose: list[str] = typer.Option(..., "--purpose"),
+    territory: list[str] = typer.Option(["CN"], "--territory"),
+    until: str = typer.Option(..., help="End of term (ISO date)."),
+    sublicensable: bool = False,
+    parent: str | None = None,
+) -> None:
+    """Grant a right (licence) within your own right's scope."""
+    st = state(ctx)
+    res = st.client().grant_right(
+        resource_id,
+        kind=kind,
+        grantee_id=to,
+        purposes=purpose,
+        territories=territory,
+        valid_until=_until(until),
+        sublicensable=sublicensable,
+        parent_id=parent,
+    )
+    output(st, res.value, _right_rows([res.value]), receipts=res.receipts)
+
+
+@rights_app.command("authorise")
+def authorise(
+    ctx: typer.Context,
+    resource_id: str,
+    operator: str = typer.Option(...),
+    purpose: list[str] = typer.Option(..., "--purpose"),
+    territory: list[str] = typer.Option(["CN"], "--territory"),
+    until: str = typer.Option(...),
+) -> None:
+    """Public body: authorise an operating entity to run products on public data."""
+    st = state(ctx)
+    res = st.client().authorise_public_data(
+        resource_id, operator_id=operator, purposes=purpose, territories=territory, valid_until=_until(until)
+    )
+    output(st, res.value, _right_rows([res.value]), receipts=res.receipts)
+
+
+@rights_app.command("transfer")
+def transfer(
+    ctx: typer.Context,
+    resource_id: str,
+    to: str = typer.Option(...),
+    holding_only: bool = typer.Option(False, help="Keep the use and operation rights."),
+) -> None:
+    """Transfer holding of a resource."""
+    st = state(ctx)
+    res = st.client().transfer_holding(resource_id, to, include_use_rights=not holding_only)
+    output(st, res.value, _right_rows(res.value), receipts=res.receipts)
+
+
+@rights_app.command("revoke")
+def revoke_right(ctx: typer.Context, right_id: str, reason: str = "") -> None:
+    """Revoke a right and everything derived from it."""
+    st = state(ctx)
+    res = st.client().revoke_right(right_id, reason)
+    output(st, res.value, _right_rows(res.value), receipts=res.receipts)
+
+
+@rights_app.command("list")
+def list_rights(
+    ctx: typer.Context, holder: str | None = None, all_: bool = typer.Option(False, "--all")
+) -> None:
+    """Rights you (or, for overseers, --holder) hold."""
+    st = state(ctx)
+    items = st.client().rights(holder_id=holder, active_only=not all_)
+    output(st, items, _right_rows(items))
+
+
+@objections.command("file")
+def file_objection(ctx: typer.Context, resource_id: str, reason: str = typer.Option(...)) -> None:
+    """Object to a registration; it is frozen until resolved."""
+    st = state(ctx)
+    res = st.client().file_objection(resource_id, reason)
+    output(st, res.value, None, receipts=res.receipts)
+
+
+@objections.command("resolve")
+def resolve(
+    ctx: typer.Context,
+    objection_id: str,
+    upheld: bool = typer.Option(..., "--upheld/--dismissed"),
+    resolution: str = typer.Option(...),
+) -> None:
+    """Operator: uphold (revokes the registration) or dismiss (unfreezes) an objection."""
+    st = state(ctx)
+    res = st.client().resolve_objection(objection_id, upheld=upheld, resolution=resolution)
+    output(st, res.value, None, receipts=res.receipts)
+
+
+@cert.command("get")
+def cert_get(
+    ctx: typer.Context,
+    resource_id: str,
+    out: Path = typer.Option(...),
+    html: Path | None = None,
+    version: int | None = None,
+) -> None:
+    """Fetch the signed registration certificate (JSON, and optionally its HTML rendering)."""
+    st = state(ctx)
+    doc = st.client().certificate(resource_id, version)
+    out.write_text(json.dumps(doc, ensure_ascii=False, indent=2), "utf-8")
+    if html:
+        from datavalley.rights.certificates import render_html
+
+        html.write_text(render_html(doc), "utf-8")
+    output(
+        st,
+        {"certificate_id": doc["certificate_id"], "file": str(out), "html": str(html) if html else None},
+        kv_table("certificate", [("id", doc["certificate_id"]), ("saved to", out), ("html", html)]),
+    )
+
+
+@cert.command("verify")
+def cert_verify(
+    ctx: typer.Context,
+    file: Path,
+    verifier_key: str | None = typer.Option(None, help="Pinned exchange key (C2SP vkey)."),
+) -> None:
+    """Verify a certificate offline: exchange signature and ledger proof."""
+    from datavalley.rights.certificates import verify_certificate
+
+    st = state(ctx)
+    try:
+        doc = json.loads(file.read_text("utf-8"))
+    except FileNotFoundError:
+        raise InvalidInput(f"certificate file {file} does not exist", path=str(file)) from None
+    except ValueError as exc:
+        raise InvalidInput(f"certificate file {file} is not JSON: {exc}", path=str(file)) from exc
+    check = verify_certificate(doc, verifier_key=verifier_key)
+    output(
+        st,
+        check,
+        kv_table(
+            "certificate verification",
+            [
+                ("resource", check.resource_id),
+                ("fingerprint", check.fingerprint),
+                ("holder", check.holder),
+                ("ledger checkpoint", check.checkpoint_size),
+                ("key", check.trusted_key_source),
+                (
+                    "result",
+                    "[green]verified[/green]" if check.ok else "[red]" + "; ".join(check.findings) + "[/red]",
+                ),
+            ],
+        ),
+    )
+    if not check.ok:
+        raise IntegrityError("certificate does not verify: " + "; ".join(check.findings))
+
+
+@catalog.command("search")
+def search(
+    ctx: typer.Context,
+    q: str = typer.Argument(""),
+    sector: str | None = None,
+    grade: str | None = None,
+    provider: str | None = None,
+    pii: bool | None = typer.Option(None, "--pii/--no-pii"),
+    tag: list[str] = typer.Option([], "--tag"),
+    limit: int = 20,
+) -> None:
+    """Full-text and faceted search over the resources you may see."""
+    st = state(ctx)
+    res = st.client().search(
+        q, sector=sector, grade=grade, provider=provider, pii_present=pii, tag=tag, limit=limit
+    )
+    if st.as_json:
+        output(st, res)
+        return
+    console.print(
+        list_table(
+            f"{res['total']} match(es)",
+            ["id", "name", "sector", "grade", "PI", "holder"],
+            [
+                [
+                    r.id,
+                    r.name,
+                    r.classification.sector,
+                    r.classification.effective.value,
+                    "yes" if r.pii_present else "",
+                    r.provider_id,
+                ]
+                for r in res["items"]
+            ],
+        )
+    )
+    for facet, counts in res["facets"].items():
+        console.print(f"[dim]{facet}:[/dim] " + ", ".join(f"{k} ({v})" for k, v in counts.items()))
+
+
+@catalog.command("dcat")
+def dcat(ctx: typer.Context, out: Path = typer.Option(...)) -> None:
+    """Export the public catalog as DCAT-AP 3 JSON-LD."""
+    st = state(ctx)
+    doc = st.client().dcat()
+    out.write_text(json.dumps(doc, ensure_ascii=False, indent=2), "utf-8")
+    output(st, {"file": str(out)}, kv_table("DCAT-AP 3 export", [("file", out)]))
+
+
+@rules.command("show")
+def rules_show(ctx: typer.Context) -> None:
+    """The classification rule set in force."""
+    st = state(ctx)
+    output(st, st.client().classification_rules())
+
+
+@rules.command("set")
+def rules_set(ctx: typer.Context, file: Path) -> None:
+    """Operator: replace the rule set from a JSON file."""
+    st = state(ctx)
+    try:
+        data = json.loads(file.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"rule file {file}: {exc}", path=str(file)) from exc
+    res = st.client().set_classification_rules(data)
+    output(st, res.value, None, receipts=res.receipts)

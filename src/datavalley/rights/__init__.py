@@ -1,0 +1,1 @@
+"""Registration and rights confirmation: data resources, the three rights, objections, certificates."""
