@@ -32,8 +32,12 @@ pytest: $(VENV)/.installed-dev
 
 test: lint typecheck pytest
 
-bench: $(VENV)/.installed-dev
-	$(BIN)/python bench/ledger.py --quick
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	touch $(VENV)/.installed $(VENV)/.installed-dev $@
+
+bench: $(VENV)/.installed-bench
+	for b in bench/*.py; do $(BIN)/python $$b --quick || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

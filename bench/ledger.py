@@ -50,7 +50,7 @@ from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from datavalley.canonical import digest
-from datavalley.events import EventRow
+from datavalley.events import Actor, EventRow, entry_template
 from datavalley.exchange import Exchange
 from datavalley.home import init_home, settings_for
 from datavalley.ledger import log, merkle
@@ -134,15 +134,18 @@ def event_rows(n: int, seed: int) -> Iterator[list[dict[str, Any]]]:
             actor, participant = rng.choice(members)
         subjects = [participant or rng.choice(participants), *rng.sample(objects, rng.randint(0, 2))]
         payload = {"type": type_, "subjects": subjects, "seq": i, "state": rng.choice(("new", "active"))}
+        at = start + timedelta(milliseconds=37 * i + rng.randint(0, 36))
+        payload_digest = digest(payload)
         chunk.append(
             {
                 "type": type_,
                 "actor": actor,
                 "actor_participant": participant,
                 "subjects": subjects,
-                "occurred_at": start + timedelta(milliseconds=37 * i + rng.randint(0, 36)),
-                "payload_digest": digest(payload),
+                "occurred_at": at,
+                "payload_digest": payload_digest,
                 "payload": payload,
+                "entry": entry_template(type_, Actor(actor, participant), subjects, at, payload_digest),
             }
         )
         if len(chunk) == LOAD_CHUNK:

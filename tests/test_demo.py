@@ -11,10 +11,11 @@ from datavalley.demo import run_demo
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
-    """Onboarding, witness cosigning, offline verification and a receipt check all succeed."""
+    """Onboarding, registration, certificates, witness cosigning and offline verification all succeed."""
     out = io.StringIO()
     summary = run_demo(tmp_path / "home", console=Console(file=out, width=120))
-    assert summary["verified"] is True and summary["participants"] == 5
+    assert summary["verified"] is True and summary["participants"] == 6
+    assert summary["resources"] == 3 and summary["certificate_ok"] is True
     assert summary["cosignatures"] == 2 and summary["entries"] == summary["checkpoint_size"]
     text = out.getvalue()
     assert "all verified" in text and "not a valid unified social credit code" in text

@@ -58,6 +58,13 @@ CAST = [
         "12520000429200046",
         ["regulator"],
     ),
+    (
+        "data_operator",
+        "贵州数据运营集团 (Guizhou Data Operations Group)",
+        "enterprise",
+        "91520100MA6DM0002",
+        ["provider", "consumer"],
+    ),
 ]
 
 
@@ -98,7 +105,7 @@ def _scenario(home: Path, console: Console, started: float) -> dict[str, object]
     people: dict[str, Party] = {}
     try:
         console.print(
-            "2. Four organisations apply; the operator checks their unified social credit codes "
+            "2. Five organisations apply; the operator checks their unified social credit codes "
             "(check character validated) and verifies them."
         )
         keydir = home / "participant-keys"
@@ -142,6 +149,8 @@ def _scenario(home: Path, console: Console, started: float) -> dict[str, object]
             "private keys stay on their machines (mode 0600)."
         )
 
+        registered = _registration_act(home, console, op, people)
+
         console.rule("the verifiable ledger")
         reg_client = people["regulator"].client
         witness_key = Ed25519PrivateKey.generate()
@@ -153,7 +162,7 @@ def _scenario(home: Path, console: Console, started: float) -> dict[str, object]
         action = bank.client.issue_token(bank.member_id, scopes=["consumer"], description="analytics robot")
         second = witness_round(reg_client, witness, state)
         console.print(
-            f"3. The regulator's witness checked the log is append-only and cosigned checkpoints "
+            f"8. The regulator's witness checked the log is append-only and cosigned checkpoints "
             f"{first.size} and {second.size}."
         )
         cp = op.checkpoint()
@@ -167,14 +176,14 @@ def _scenario(home: Path, console: Console, started: float) -> dict[str, object]
         bundle = reg_client.export_ledger()
         report = verify_bundle(bundle, verifier_key=ex.ledger.verifier.verifier_key_string())
         console.print(
-            f"4. Offline verification by the regulator: {report.entries} entries, "
+            f"9. Offline verification by the regulator: {report.entries} entries, "
             f"{report.checkpoints} signed checkpoints, {report.cosignatures} witness cosignatures: "
             + ("[green]all verified[/green]" if report.ok else f"[red]{report.findings}[/red]")
         )
         receipt = action.receipts[0]
         cpt, entry, index = verify_receipt(receipt, ex.ledger.verifier)
         console.print(
-            f"5. The bank keeps the receipt of its action: entry {index} "
+            f"10. The bank keeps the receipt of its action: entry {index} "
             f"([cyan]{json.loads(entry)['type']}[/cyan]) is proven in checkpoint {cpt.size} "
             f"with {len(receipt['inclusion_proof'])} hashes — [green]verified[/green] without the "
             "exchange."
@@ -188,9 +197,151 @@ def _scenario(home: Path, console: Console, started: float) -> dict[str, object]
             "verified": report.ok,
             "cosignatures": report.cosignatures,
             "receipt_index": index,
+            **registered,
         }
     finally:
         op.close()
         for party in people.values():
             party.client.close()
         ex.close()
+
+
+def _registration_act(
+    home: Path, console: Console, op: Client, people: dict[str, Party]
+) -> dict[str, object]:
+    """Registration and rights: three providers register data on their nodes; rights are granted."""
+    from datetime import UTC, datetime, timedelta
+
+    from datavalley import demo_data
+    from datavalley.cli.registry import resource_table, title_tree
+    from datavalley.node.analysis import analyse_source, location_of, registration_payload
+    from datavalley.node.registry import NodeRegistry
+    from datavalley.rights.certificates import verify_certificate
+
+    console.rule("registration and rights")
+    data = home / "node-data"
+    data.mkdir(parents=True, exist_ok=True)
+    node = NodeRegistry(home)
+    datasets = [
+        (
+            "logistics",
+            demo_data.write_trips(data / "trips.csv", 5_000),
+            "货运行程 Freight trips 2026",
+            "transport",
+            "general",
+            ["logistics", "trips"],
+            False,
+        ),
+        (
+            "bank",
+            demo_data.write_loan_applicants(data / "loan_applicants.parquet", 3_000),
+            "贷款申请人 Loan applicants",
+            "finance",
+            "important",
+            ["credit", "loans"],
+            False,
+        ),
+        (
+            "authority",
+            demo_data.write_enterprise_registry(data / "enterprises.jsonl", 2_000),
+            "企业登记信息 Enterprise registry",
+            "public_administration",
+            "general",
+            ["registry", "enterprises"],
+            True,
+        ),
+    ]
+    ids: dict[str, str] = {}
+    for who, path, name, sector, grade, tags, public in datasets:
+        analysis = analyse_source(str(path), sector=sector)
+        party = people[who]
+        res = party.client.register_resource(
+            name=name,
+            sector=sector,
+            lawful_source="collected under contract with the data subjects"
+            if not public
+            else "statutory enterprise registration",
+            analysis=registration_payload(analysis),
+            tags=tags,
+            declared_grade=grade,
+            public_data=public,
+            published=True,
+        ).value
+        node.record(res.id, location_of(analysis.source, analysis.fingerprint))
+        ids[who] = res.id
+    console.print(
+        "3. Each provider's node analysed its data where it lives (one DuckDB scan: fingerprint, "
+        "profile, personal-information detection) and sent only metadata and aggregates:"
+    )
+    pi = Table(title="detected personal information (counts only; no values leave the node)")
+    for col in ("resource", "column", "kind", "valid values", "sensitive (PIPL)"):
+        pi.add_column(col)
+    for who, rid in ids.items():
+        r = people[who].client.get_resource(rid)
+        for c in r.pii.get("columns", []):
+            pi.add_row(r.name, c["column"], c["kind"], f"{c['valid']:,}", "yes" if c.get("sensitive") else "")
+    console.print(pi)
+    op.resource_action(
+        ids["bank"], "classification", {"grade": "important", "reason": "credit data at scale"}
+    )
+    grades = Table(title="classification (GB/T 43697-2024): suggested by rules, declared, confirmed")
+    for col in ("resource", "sector", "suggested", "declared", "confirmed", "effective"):
+        grades.add_column(col)
+    for rid in ids.values():
+        c = op.get_resource(rid).classification
+        grades.add_row(
+            rid,
+            c.sector,
+            c.suggested.value,
+            c.declared.value,
+            c.confirmed.value if c.confirmed else "—",
+            c.effective.value,
+        )
+    console.print(grades)
+
+    until = datetime.now(UTC) + timedelta(days=365)
+    logistics, bank, authority = people["logistics"], people["bank"], people["authority"]
+    grant = logistics.client.grant_right(
+        ids["logistics"],
+        kind="processing_use",
+        grantee_id=bank.participant_id,
+        purposes=["credit-risk"],
+        territories=["CN-52"],
+        valid_until=until,
+        sublicensable=False,
+    ).value
+    auth = authority.client.authorise_public_data(
+        ids["authority"],
+        operator_id=people["data_operator"].participant_id,
+        purposes=["enterprise-credit-reports"],
+        territories=["CN"],
+        valid_until=until,
+    ).value
+    console.print(
+        f"4. The logistics company licenses processing & use of its trips to the bank "
+        f"(purpose credit-risk, Guizhou only, one year): right {grant.id}."
+    )
+    console.print(
+        f"5. The Big Data Authority authorises the data operations group to run products on the "
+        f"public enterprise registry (public-data authorised operation): right {auth.id}."
+    )
+    console.print(title_tree(ids["logistics"], logistics.client.chain_of_title(ids["logistics"])))
+    console.print(title_tree(ids["authority"], authority.client.chain_of_title(ids["authority"])))
+    cert = bank.client.certificate(ids["bank"])
+    cert_file = home / "certificate-loan-applicants.json"
+    cert_file.write_text(json.dumps(cert, ensure_ascii=False, indent=2), "utf-8")
+    pinned = op.verifier_key()["verifier_key"]
+    check = verify_certificate(json.loads(cert_file.read_text("utf-8")), verifier_key=pinned)
+    console.print(
+        f"6. The bank's registration certificate {cert['certificate_id']} (fingerprint "
+        f"{cert['resource']['fingerprint'][:22]}…, ledger entry {cert['receipt']['index']}) verified "
+        "offline against the pinned exchange key: "
+        + ("[green]valid[/green]" if check.ok else f"[red]{check.findings}[/red]")
+    )
+    found = bank.client.search("enterprise", pii_present=False)
+    console.print(
+        f"7. Catalog search 'enterprise' without personal information finds {found['total']} "
+        f"resource(s); facets by sector: {found['facets']['sector']}."
+    )
+    del resource_table
+    return {"resources": len(ids), "certificate_ok": check.ok, "grant": grant.id, "authorisation": auth.id}

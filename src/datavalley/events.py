@@ -10,17 +10,20 @@ ever reaches the ledger. See docs/PROTOCOL.md, "Ledger entries".
 
 from __future__ import annotations
 
+import json.encoder
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-
-from json.encoder import encode_basestring  # type: ignore[attr-defined]
 
 from sqlalchemy import JSON, BigInteger, Index, String, Text, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from datavalley.canonical import digest
 from datavalley.store.base import Base, BigId, UTCDateTime
+
+#: The stdlib's JSON string encoder (RFC 8259 escaping, non-ASCII kept), untyped in typeshed.
+_ENCODE_STR: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined,unused-ignore]
 
 
 class EventRow(Base):
@@ -67,7 +70,7 @@ ENTRY_VERSION = 1
 
 
 def _str(value: str | None) -> str:
-    return "null" if value is None else str(encode_basestring(value))
+    return "null" if value is None else str(_ENCODE_STR(value))
 
 
 def entry_template(type: str, actor: Actor, subjects: list[str], now: datetime, payload_digest: str) -> str:

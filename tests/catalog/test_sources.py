@@ -97,16 +97,15 @@ def test_empty_parquet_has_no_rows(tmp_path: Path) -> None:
 def test_invalid_json_lines(tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text('{"a": 1}\n{"a": \n', encoding="utf-8")
-    with pytest.raises(SourceError, match="bad.jsonl"):
-        with connect(open_source(path)) as conn:
-            fingerprint(conn)
+    with pytest.raises(SourceError, match=r"bad\.jsonl"), connect(open_source(path)) as conn:
+        fingerprint(conn)
 
 
 def test_connection_cannot_read_other_files(tmp_path: Path) -> None:
     other = _csv(tmp_path, "other.csv", "secret\n42\n")
     with connect(open_source(_csv(tmp_path))) as conn:
         assert conn.execute(f"SELECT count(*) FROM {conn.view}") == [(2,)]
-        with pytest.raises((SourceError, duckdb.Error), match="disabled|Permission"):
+        with pytest.raises((SourceError, duckdb.Error), match=r"disabled|Permission"):
             conn.execute(f"SELECT * FROM read_csv('{other}')")
         with pytest.raises(duckdb.Error):
             conn.connection.execute("SET enable_external_access = true")

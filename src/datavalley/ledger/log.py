@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from datavalley.errors import IntegrityError, InvalidInput, NotFound
 from datavalley.events import INDEX_PLACEHOLDER
 from datavalley.ledger import merkle
-from datavalley.ledger.tables import LedgerEntryRow, LedgerNodeRow, LedgerStateRow
+from datavalley.ledger.tables import LedgerEntryRow, LedgerStateRow
 
 Node = tuple[int, int]
 

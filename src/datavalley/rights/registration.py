@@ -234,6 +234,11 @@ def _analysis_fields(analysis: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _has_personal(pii: dict[str, Any]) -> bool:
+    """Personal information present: organisation identifiers (USCC) are detected but are not personal."""
+    return any(c.get("personal", True) for c in pii.get("columns") or [])
+
+
 def _grade(value: str, field: str) -> Grade:
     try:
         return Grade(value)
@@ -312,7 +317,7 @@ def register_resource(
         version=1,
         profile=a["profile"],
         pii=a["pii"],
-        pii_present=bool(a["pii"].get("columns")),
+        pii_present=_has_personal(a["pii"]),
         sensitive_pii=bool(a["pii"].get("sensitive")),
         estimated_individuals=int(a["pii"].get("estimated_individuals") or 0),
         sector=sector,
@@ -402,7 +407,8 @@ def change_resource(ctx: Context, resource_id: str, *, analysis: dict[str, Any])
         if not drift:
             drift = ["column order changed"]
         raise InvalidInput(
-            f"schema drift on resource {resource_id}: {'; '.join(drift)}; register the new shape as a new resource",
+            f"schema drift on resource {resource_id}: {'; '.join(drift)}; "
+            "register the new shape as a new resource",
             field="schema",
             drift=drift,
         )
@@ -413,7 +419,7 @@ def change_resource(ctx: Context, resource_id: str, *, analysis: dict[str, Any])
     row.row_count = a["row_count"]
     row.profile = a["profile"]
     row.pii = a["pii"]
-    row.pii_present = bool(a["pii"].get("columns"))
+    row.pii_present = _has_personal(a["pii"])
     row.sensitive_pii = bool(a["pii"].get("sensitive"))
     row.estimated_individuals = int(a["pii"].get("estimated_individuals") or 0)
     row.suggested_grade = suggested.value

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-
 from sqlalchemy import select
 
 from datavalley.errors import Conflict, Forbidden, InvalidInput, NotFound, PolicyViolation
