@@ -23,12 +23,40 @@ def test_escaping_and_no_whitespace() -> None:
     assert canonical_json({"k": 'a"\\\n\u0001é'}) == '{"k":"a\\"\\\\\\n\\u0001é"}'.encode()
 
 
-def test_floats_and_big_integers_are_refused() -> None:
-    """Floats and integers beyond 2^53-1 are InvalidInput naming the path."""
+def test_non_finite_floats_and_big_integers_are_refused() -> None:
+    """NaN, infinities and integers beyond 2^53-1 are InvalidInput naming the path."""
     with pytest.raises(InvalidInput, match=r"\$\.a\[1\]"):
-        canonical_json({"a": [1, 2.5]})
+        canonical_json({"a": [1, float("nan")]})
+    with pytest.raises(InvalidInput, match="not a JSON number"):
+        canonical_json({"b": float("inf")})
     with pytest.raises(InvalidInput, match="2\\^53"):
         canonical_json(2**60)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        # RFC 8785 appendix B (IEEE 754 values and their canonical text)
+        (0.0, "0"),
+        (-0.0, "0"),
+        (5e-324, "5e-324"),
+        (1.7976931348623157e308, "1.7976931348623157e+308"),
+        (9007199254740992.0, "9007199254740992"),
+        (295147905179352830000.0, "295147905179352830000"),
+        (1e21, "1e+21"),
+        (1e23, "1e+23"),
+        (0.000001, "0.000001"),
+        (1e-7, "1e-7"),
+        (333333333.3333333, "333333333.3333333"),
+        (-1.5, "-1.5"),
+        (3.0, "3"),
+        (4.5, "4.5"),
+        (0.002, "0.002"),
+    ],
+)
+def test_floats_follow_rfc8785_number_serialisation(value: float, text: str) -> None:
+    assert canonical_json({"n": value}) == ('{"n":' + text + "}").encode()
+    assert canonical_json([value, "x", value]) == f'[{text},"x",{text}]'.encode()
 
 
 @given(

@@ -21,6 +21,7 @@ from pydantic import TypeAdapter
 from datavalley.errors import DatavalleyError, Unavailable, error_from_dict
 from datavalley.identity.model import ApiToken, IssuedToken, Member, Participant, ParticipantKey
 from datavalley.keys import public_key_b64, registration_message
+from datavalley.market.model import Balance, Contract, Dispute, Payment, Product, Use
 from datavalley.rights.model import Objection, Resource, Right
 from datavalley.store.pages import Page
 
@@ -394,6 +395,154 @@ class Client:
     def set_classification_rules(self, rules: dict[str, Any]) -> Result[dict[str, Any]]:
         data, receipts, replayed = self.post("/v1/classification/rules", {"rules": rules})
         return Result(data, receipts, replayed)
+
+    # --- market ---------------------------------------------------------------------------------
+
+    def create_product(
+        self,
+        *,
+        name: str,
+        kind: str,
+        resource_ids: list[str],
+        price: dict[str, Any],
+        terms: dict[str, Any],
+        description: str = "",
+        tags: list[str] | None = None,
+    ) -> Result[Product]:
+        body = {
+            "name": name,
+            "kind": kind,
+            "resource_ids": resource_ids,
+            "price": price,
+            "terms": terms,
+            "description": description,
+            "tags": tags or [],
+        }
+        data, receipts, replayed = self.post("/v1/products", body)
+        return Result(_parse(Product, data), receipts, replayed)
+
+    def product_action(
+        self, product_id: str, action: str, body: dict[str, Any] | None = None
+    ) -> Result[Product]:
+        """submit, review {approve, note}, regulator-approval {note}, delist {reason}."""
+        data, receipts, replayed = self.post(f"/v1/products/{product_id}/{action}", body or {})
+        return Result(_parse(Product, data), receipts, replayed)
+
+    def get_product(self, product_id: str) -> Product:
+        return _parse(Product, self.get(f"/v1/products/{product_id}"))
+
+    def search_products(self, q: str = "", **filters: Any) -> Page[Product]:
+        return self._page(Product, "/v1/products", q=q, **filters)
+
+    def request_contract(self, product_id: str, *, purpose: str, **terms: Any) -> Result[Contract]:
+        data, receipts, replayed = self.post(
+            "/v1/contracts", {"product_id": product_id, "purpose": purpose, **terms}
+        )
+        return Result(_parse(Contract, data), receipts, replayed)
+
+    def contract_action(
+        self,
+        contract_id: str,
+        action: str,
+        body: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Result[Contract]:
+        """offer {price?}, accept, sign {signature}, suspend {suspended, reason}, terminate {reason}."""
+        data, receipts, replayed = self.post(
+            f"/v1/contracts/{contract_id}/{action}", body or {}, idempotency_key=idempotency_key
+        )
+        return Result(_parse(Contract, data), receipts, replayed)
+
+    def get_contract(self, contract_id: str) -> Contract:
+        return _parse(Contract, self.get(f"/v1/contracts/{contract_id}"))
+
+    def contracts(self, *, state: str | None = None) -> list[Contract]:
+        return [_parse(Contract, c) for c in self.get("/v1/contracts", state=state)["items"]]
+
+    def agreement(self, contract_id: str) -> dict[str, Any]:
+        return dict(self.get(f"/v1/contracts/{contract_id}/agreement"))
+
+    def sign_agreement(self, contract_id: str, private_key: Ed25519PrivateKey) -> Result[Contract]:
+        """Fetch the agreement, sign its message with ``private_key`` and submit the signature."""
+        message = base64.b64decode(self.agreement(contract_id)["message"])
+        signature = base64.b64encode(private_key.sign(message)).decode()
+        return self.contract_action(contract_id, "sign", {"signature": signature})
+
+    def record_use(self, contract_id: str, *, idempotency_key: str | None = None, **use: Any) -> Result[Use]:
+        data, receipts, replayed = self.post(
+            f"/v1/contracts/{contract_id}/uses", use, idempotency_key=idempotency_key
+        )
+        return Result(_parse(Use, data), receipts, replayed)
+
+    def uses(self, contract_id: str) -> list[Use]:
+        return [_parse(Use, u) for u in self.get(f"/v1/contracts/{contract_id}/uses")["items"]]
+
+    def contract_statement(self, contract_id: str) -> dict[str, Any]:
+        return dict(self.get(f"/v1/contracts/{contract_id}/statement"))
+
+    def invoice(self, contract_id: str, start: datetime, end: datetime, fmt: str = "json") -> Any:
+        params = {"start": start.isoformat(), "end": end.isoformat(), "format": fmt}
+        resp = self.request("GET", f"/v1/contracts/{contract_id}/invoice", params=params)
+        return resp.json() if fmt == "json" else (resp.text if fmt == "html" else resp.content)
+
+    def balances(self, participant_id: str | None = None) -> list[Balance]:
+        return [_parse(Balance, b) for b in self.get("/v1/accounts", participant_id=participant_id)["items"]]
+
+    def invariants(self) -> dict[str, Any]:
+        return dict(self.get("/v1/accounts/invariants"))
+
+    def statement(self, start: datetime, end: datetime, participant_id: str | None = None) -> dict[str, Any]:
+        return dict(
+            self.get(
+                "/v1/accounts/statement",
+                start=start.isoformat(),
+                end=end.isoformat(),
+                participant_id=participant_id,
+            )
+        )
+
+    def deposit(self, amount: int, reference: str, *, idempotency_key: str | None = None) -> Result[Payment]:
+        data, receipts, replayed = self.post(
+            "/v1/payments/deposits",
+            {"amount": amount, "reference": reference},
+            idempotency_key=idempotency_key,
+        )
+        return Result(_parse(Payment, data), receipts, replayed)
+
+    def withdraw(self, amount: int, reference: str, *, idempotency_key: str | None = None) -> Result[Payment]:
+        data, receipts, replayed = self.post(
+            "/v1/payments/withdrawals",
+            {"amount": amount, "reference": reference},
+            idempotency_key=idempotency_key,
+        )
+        return Result(_parse(Payment, data), receipts, replayed)
+
+    def confirm_payment(self, payment_id: str, *, confirmed: bool = True) -> Result[Payment]:
+        data, receipts, replayed = self.post(f"/v1/payments/{payment_id}/confirm", {"confirmed": confirmed})
+        return Result(_parse(Payment, data), receipts, replayed)
+
+    def payments(self, *, status: str | None = None) -> list[Payment]:
+        return [_parse(Payment, p) for p in self.get("/v1/payments", status=status)["items"]]
+
+    def run_settlement(self) -> dict[str, Any]:
+        data, _, _ = self.post("/v1/settlement/run")
+        return dict(data)
+
+    def open_dispute(
+        self, contract_id: str, *, claim: str, evidence: list[dict[str, Any]]
+    ) -> Result[Dispute]:
+        data, receipts, replayed = self.post(
+            f"/v1/contracts/{contract_id}/disputes", {"claim": claim, "evidence": evidence}
+        )
+        return Result(_parse(Dispute, data), receipts, replayed)
+
+    def rule_dispute(self, dispute_id: str, *, reason: str, **ruling: Any) -> Result[Dispute]:
+        data, receipts, replayed = self.post(f"/v1/disputes/{dispute_id}/rule", {"reason": reason, **ruling})
+        return Result(_parse(Dispute, data), receipts, replayed)
+
+    def disputes(self, *, status: str | None = None) -> list[Dispute]:
+        return [_parse(Dispute, d) for d in self.get("/v1/disputes", status=status)["items"]]
 
     # --- ledger --------------------------------------------------------------------------------
 

@@ -20,6 +20,11 @@ SETTINGS_TABLE: tuple[tuple[str, str, str], ...] = (
     ("token_ttl_days", "DATAVALLEY_TOKEN_TTL_DAYS", "default lifetime of a new API token in days"),
     ("max_token_ttl_days", "DATAVALLEY_MAX_TOKEN_TTL_DAYS", "longest lifetime a token may be given"),
     ("sequence_batch", "DATAVALLEY_SEQUENCE_BATCH", "events sequenced onto the ledger per transaction"),
+    (
+        "market_fee_bps",
+        "DATAVALLEY_MARKET_FEE_BPS",
+        "exchange fee on every release to a provider, in basis points",
+    ),
 )
 
 
@@ -35,6 +40,7 @@ class Settings(BaseSettings):
     token_ttl_days: int = Field(default=90, ge=1)
     max_token_ttl_days: int = Field(default=366, ge=1)
     sequence_batch: int = Field(default=10_000, ge=1)
+    market_fee_bps: int = Field(default=200, ge=0, le=5_000)
 
     @property
     def resolved_database_url(self) -> str:

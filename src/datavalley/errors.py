@@ -15,6 +15,7 @@ API answers with and the exit code the CLI ends with; the mapping lives here and
     ├── Conflict                     409 / exit 6   duplicate, wrong state, reused Idempotency-Key
     ├── PolicyViolation              403 / exit 7   a contract or policy forbids the request
     ├── BudgetExhausted              429 / exit 8   a usage or privacy budget would be overdrawn
+    │   └── InsufficientFunds        402 / exit 12  an available balance would go below zero
     ├── IntegrityError               500 / exit 9   stored or presented evidence does not verify
     ├── SchemaError                  500 / exit 10  the database schema is newer than this code
     └── Unavailable                  503 / exit 11  a server or dependency cannot be reached
@@ -100,6 +101,14 @@ class BudgetExhausted(DatavalleyError):
     exit_code = 8
 
 
+class InsufficientFunds(BudgetExhausted):
+    """Money would be overdrawn: the available balance cannot pay for the request."""
+
+    code = "insufficient_funds"
+    http_status = 402
+    exit_code = 12
+
+
 class IntegrityError(DatavalleyError):
     """Evidence (a proof, signature, bundle, certificate or stored ledger data) does not verify."""
 
@@ -135,6 +144,7 @@ ERRORS_BY_CODE: dict[str, type[DatavalleyError]] = {
         Conflict,
         PolicyViolation,
         BudgetExhausted,
+        InsufficientFunds,
         IntegrityError,
         SchemaError,
         Unavailable,

@@ -6,6 +6,7 @@ import datavalley.events
 import datavalley.idempotency
 import datavalley.identity.tables
 import datavalley.ledger.tables
+import datavalley.market.tables
 import datavalley.rights.tables  # noqa: F401
 from datavalley.store.base import Base
 

@@ -1,0 +1,381 @@
+"""Market routes: products, listing review, contracts, uses, payments, statements, invoices, disputes.
+
+Wire formats: docs/PROTOCOL.md section 7. Every route is a thin shell over ``datavalley.market``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from datavalley.api.app import Caller, exchange_of, mutate, render
+from datavalley.identity.model import Principal
+from datavalley.market import accounts, contracts, products, settlement
+
+router = APIRouter(tags=["market"])
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NewProduct(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=4000)
+    kind: str
+    resource_ids: list[str] = Field(min_length=1, max_length=50)
+    price: dict[str, Any]
+    terms: dict[str, Any]
+    tags: list[str] = Field(default_factory=list, max_length=50)
+
+
+class Review(Strict):
+    approve: bool
+    note: str = Field(default="", max_length=4000)
+
+
+class Note(Strict):
+    note: str = Field(default="", max_length=4000)
+
+
+class Reason(Strict):
+    reason: str = Field(default="", max_length=4000)
+
+
+class NewContract(Strict):
+    product_id: str
+    purpose: str = Field(min_length=1, max_length=200)
+    regions: list[str] | None = None
+    valid_days: int | None = None
+    max_uses: int | None = None
+    privacy: dict[str, Any] | None = None
+    psi_modes: list[str] | None = None
+    max_quantity: int | None = None
+
+
+class Offer(Strict):
+    price: dict[str, Any] | None = None
+
+
+class Sign(Strict):
+    signature: str = Field(min_length=1, max_length=200)
+
+
+class Suspend(Strict):
+    suspended: bool = True
+    reason: str = Field(default="", max_length=4000)
+
+
+class NewUse(Strict):
+    operation: str
+    purpose: str
+    region: str = "CN"
+    quantity: int = 1
+    privacy_cost: float = 0.0
+    request_digest: str
+    mode: str | None = None
+    min_group_size: int | None = None
+    node_key: str | None = Field(default=None, max_length=200)
+
+
+class NewPayment(Strict):
+    amount: int
+    reference: str = Field(min_length=1, max_length=100)
+
+
+class Confirm(Strict):
+    confirmed: bool = True
+
+
+class NewDispute(Strict):
+    claim: str = Field(min_length=1, max_length=5000)
+    evidence: list[dict[str, Any]] = Field(min_length=1, max_length=100)
+
+
+class Ruling(Strict):
+    refund: int = 0
+    penalty: int = 0
+    terminate: bool = False
+    reason: str = Field(min_length=1, max_length=4000)
+
+
+def _dump(body: BaseModel) -> dict[str, Any]:
+    return body.model_dump(mode="json")
+
+
+# --- products ----------------------------------------------------------------------------------------
+
+
+@router.post("/products", status_code=201)
+def create_product(body: NewProduct, request: Request, caller: Principal = Caller) -> JSONResponse:
+    """A draft product on resources the provider holds or operates."""
+    return mutate(request, caller, products.create_product, body=_dump(body), status=201, **body.model_dump())
+
+
+@router.get("/products")
+def search_products(
+    request: Request,
+    caller: Principal = Caller,
+    q: str = "",
+    kind: str | None = None,
+    market: str | None = None,
+    provider: str | None = None,
+    status: str | None = None,
+    limit: int = Query(50),
+    cursor: str | None = None,
+) -> Any:
+    page = exchange_of(request).read(
+        caller,
+        products.search_products,
+        q=q,
+        kind=kind,
+        market=market,
+        provider=provider,
+        status=status,
+        limit=limit,
+        cursor=cursor,
+    )
+    return {"items": [render(p) for p in page.items], "next_cursor": page.next_cursor}
+
+
+@router.get("/products/{product_id}")
+def get_product(product_id: str, request: Request, caller: Principal = Caller) -> Any:
+    return render(exchange_of(request).read(caller, products.get_product, product_id))
+
+
+@router.post("/products/{product_id}/submit")
+def submit(product_id: str, request: Request, caller: Principal = Caller) -> JSONResponse:
+    return mutate(request, caller, products.submit_product, product_id)
+
+
+@router.post("/products/{product_id}/review")
+def review(product_id: str, body: Review, request: Request, caller: Principal = Caller) -> JSONResponse:
+    return mutate(
+        request,
+        caller,
+        products.review_product,
+        product_id,
+        body=_dump(body),
+        approve=body.approve,
+        note=body.note,
+    )
+
+
+@router.post("/products/{product_id}/regulator-approval")
+def regulator(product_id: str, body: Note, request: Request, caller: Principal = Caller) -> JSONResponse:
+    return mutate(request, caller, products.approve_regulator, product_id, body=_dump(body), note=body.note)
+
+
+@router.post("/products/{product_id}/delist")
+def delist(product_id: str, body: Reason, request: Request, caller: Principal = Caller) -> JSONResponse:
+    return mutate(request, caller, products.delist_product, product_id, body=_dump(body), reason=body.reason)
+
+
+# --- contracts ---------------------------------------------------------------------------------------
+
+
+@router.post("/contracts", status_code=201)
+def request_contract(body: NewContract, request: Request, caller: Principal = Caller) -> JSONResponse:
+    return mutate(
+        request, caller, contracts.request_contract, body=_dump(body), status=201, **body.model_dump()
+    )
+
+
+@router.get("/contracts")
+def list_contracts(request: Request, caller: Principal = Caller, state: str | None = None) -> Any:
+    return {
+        "items": [render(c) for c in exchange_of(request).read(caller, contracts.list_contracts, state=state)]
+    }
+
+
+@router.get("/contracts/{contract_id}")
+def get_contract(contract_id: str, request: Request, caller: Principal = Caller) -> Any:
+    return render(exchange_of(request).read(caller, contracts.get_contract, contract_id))
+
+
+@router.get("/contracts/{contract_id}/agreement")
+def agreement(contract_id: str, request: Request, caller: Principal = Caller) -> Any:
+    """The agreement document, its digest and the exact bytes (base64) each party signs."""
+    return exchange_of(request).read(caller, contracts.agreement_of, contract_id)
+
+
+@router.get("/contracts/{contract_id}/policy")
+def policy(contract_id: str, request: Request, caller: Principal = Caller) -> JSONResponse:
+    """The contract's usage policy as ODRL 2.2 JSON-LD."""
+    c = exchange_of(request).read(caller, contracts.get_contract, contract_id)
+    return JSONResponse(c.policy, media_type="application/ld+json")
+
+
+@router.post("/contracts/{contract_id}/offer")
+def offer(contract_id: str, body: Offer, request: Request, caller: Principal = Caller) -> JSONResponse:
+    return mutate(request, caller, contracts.offer_contract, contract_id, body=_dump(body), price=body.price)
+
+
+@router.post("/contracts/{contract_id}/accept")
+def accept(contract_id: str, request: Request, caller: Principal = Caller) -> JSONResponse:
+    return mutate(request, caller, contracts.accept_contract, contract_id)
+
+
+@router.post("/contracts/{contract_id}/sign")
+def sign(contract_id: str, body: Sign, request: Request, caller: Principal = Caller) -> JSONResponse:
+    return mutate(
+        request, caller, contracts.sign_contract, contract_id, body=_dump(body), signature=body.signature
+    )
+
+
+@router.post("/contracts/{contract_id}/suspend")
+def suspend(contract_id: str, body: Suspend, request: Request, caller: Principal = Caller) -> JSONResponse:
+    return mutate(
+        request,
+        caller,
+        contracts.suspend_contract,
+        contract_id,
+        body=_dump(body),
+        suspended=body.suspended,
+        reason=body.reason,
+    )
+
+
+@router.post("/contracts/{contract_id}/terminate")
+def terminate(contract_id: str, body: Reason, request: Request, caller: Principal = Caller) -> JSONResponse:
+    return mutate(
+        request, caller, contracts.terminate_contract, contract_id, body=_dump(body), reason=body.reason
+    )
+
+
+@router.post("/contracts/{contract_id}/uses", status_code=201)
+def use(contract_id: str, body: NewUse, request: Request, caller: Principal = Caller) -> JSONResponse:
+    """A node authorises and records one use (policy check, budget reservation, metering, payment)."""
+    return mutate(
+        request, caller, contracts.record_use, contract_id, body=_dump(body), status=201, **body.model_dump()
+    )
+
+
+@router.get("/contracts/{contract_id}/uses")
+def uses(contract_id: str, request: Request, caller: Principal = Caller) -> Any:
+    return {"items": [render(u) for u in exchange_of(request).read(caller, contracts.list_uses, contract_id)]}
+
+
+@router.get("/contracts/{contract_id}/statement")
+def contract_statement(contract_id: str, request: Request, caller: Principal = Caller) -> Any:
+    return exchange_of(request).read(caller, settlement.contract_statement, contract_id)
+
+
+@router.get("/contracts/{contract_id}/invoice", response_model=None)
+def invoice(
+    contract_id: str,
+    request: Request,
+    start: datetime,
+    end: datetime,
+    caller: Principal = Caller,
+    format: str = "json",
+) -> Any:
+    inv = exchange_of(request).read(caller, settlement.invoice, contract_id, start=start, end=end)
+    if format == "html":
+        return HTMLResponse(settlement.invoice_html(inv))
+    if format == "pdf":
+        return Response(settlement.invoice_pdf(inv), media_type="application/pdf")
+    return inv
+
+
+# --- money -------------------------------------------------------------------------------------------
+
+
+@router.get("/accounts")
+def balances(request: Request, caller: Principal = Caller, participant_id: str | None = None) -> Any:
+    return {
+        "items": [render(b) for b in exchange_of(request).read(caller, accounts.balances, participant_id)]
+    }
+
+
+@router.get("/accounts/invariants")
+def invariants(request: Request, caller: Principal = Caller) -> Any:
+    return exchange_of(request).read(caller, accounts.check_invariants)
+
+
+@router.get("/accounts/statement")
+def statement(
+    request: Request,
+    start: datetime,
+    end: datetime,
+    caller: Principal = Caller,
+    participant_id: str | None = None,
+) -> Any:
+    return exchange_of(request).read(
+        caller, settlement.statement, start=start, end=end, participant_id=participant_id
+    )
+
+
+@router.post("/payments/deposits", status_code=201)
+def deposit(body: NewPayment, request: Request, caller: Principal = Caller) -> JSONResponse:
+    return mutate(
+        request, caller, accounts.request_deposit, body=_dump(body), status=201, **body.model_dump()
+    )
+
+
+@router.post("/payments/withdrawals", status_code=201)
+def withdraw(body: NewPayment, request: Request, caller: Principal = Caller) -> JSONResponse:
+    return mutate(
+        request, caller, accounts.request_withdrawal, body=_dump(body), status=201, **body.model_dump()
+    )
+
+
+@router.post("/payments/{payment_id}/confirm")
+def confirm(payment_id: str, body: Confirm, request: Request, caller: Principal = Caller) -> JSONResponse:
+    return mutate(
+        request, caller, accounts.confirm_payment, payment_id, body=_dump(body), confirmed=body.confirmed
+    )
+
+
+@router.get("/payments")
+def payments(request: Request, caller: Principal = Caller, status: str | None = None) -> Any:
+    return {
+        "items": [render(p) for p in exchange_of(request).read(caller, accounts.list_payments, status=status)]
+    }
+
+
+@router.post("/settlement/run")
+def run_settlement(request: Request, caller: Principal = Caller) -> JSONResponse:
+    return mutate(request, caller, contracts.run_settlement, shape=lambda v: v)
+
+
+# --- disputes ----------------------------------------------------------------------------------------
+
+
+@router.post("/contracts/{contract_id}/disputes", status_code=201)
+def open_dispute(
+    contract_id: str, body: NewDispute, request: Request, caller: Principal = Caller
+) -> JSONResponse:
+    return mutate(
+        request,
+        caller,
+        settlement.open_dispute,
+        contract_id,
+        body=_dump(body),
+        status=201,
+        claim=body.claim,
+        evidence=body.evidence,
+    )
+
+
+@router.get("/disputes")
+def disputes(request: Request, caller: Principal = Caller, status: str | None = None) -> Any:
+    return {
+        "items": [
+            render(d) for d in exchange_of(request).read(caller, settlement.list_disputes, status=status)
+        ]
+    }
+
+
+@router.get("/disputes/{dispute_id}")
+def dispute(dispute_id: str, request: Request, caller: Principal = Caller) -> Any:
+    return render(exchange_of(request).read(caller, settlement.get_dispute, dispute_id))
+
+
+@router.post("/disputes/{dispute_id}/rule")
+def rule(dispute_id: str, body: Ruling, request: Request, caller: Principal = Caller) -> JSONResponse:
+    return mutate(request, caller, settlement.rule_dispute, dispute_id, body=_dump(body), **body.model_dump())
