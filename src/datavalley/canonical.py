@@ -13,8 +13,8 @@ import hashlib
 import json
 import math
 import secrets
-from decimal import Decimal
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 from datavalley.errors import InvalidInput

@@ -125,14 +125,14 @@ class Client:
         payload = resp.json()
         return payload["data"], payload.get("receipts", []), resp.headers.get("Idempotent-Replayed") == "true"
 
-    def _page(self, kind: type[T], path: str, **params: Any) -> Page[T]:
+    def _page(self, type_: type[T], path: str, **params: Any) -> Page[T]:
         data = self.get(path, **params)
-        return Page([_parse(kind, i) for i in data["items"]], data["next_cursor"])
+        return Page([_parse(type_, i) for i in data["items"]], data["next_cursor"])
 
-    def _iterate(self, kind: type[T], path: str, **params: Any) -> Iterator[T]:
+    def _iterate(self, type_: type[T], path: str, **params: Any) -> Iterator[T]:
         cursor = None
         while True:
-            page = self._page(kind, path, cursor=cursor, **params)
+            page = self._page(type_, path, cursor=cursor, **params)
             yield from page.items
             if page.next_cursor is None:
                 return

@@ -25,6 +25,7 @@ class Party:
     member_id: str
     client: Client
     key: Ed25519PrivateKey
+    token: str
 
 
 def digest_of(text: str) -> str:
@@ -36,7 +37,7 @@ def onboard(world: World, name: str, roles: list[str]) -> Party:
     client = world.client_for(token)
     key = Ed25519PrivateKey.generate()
     client.register_key(p.id, key)
-    return Party(p.id, m.id, client, key)
+    return Party(p.id, m.id, client, key, token)
 
 
 def fund(world: World, party: Party, amount: int) -> None:

@@ -39,7 +39,8 @@ Sensitive PI follows PIPL art. 28: ID numbers, financial accounts, health, preci
 minors' data, biometrics, religion and specific identities (ethnicity).
 
 Everything is counted exactly in the single aggregate scan, except the distinct-value estimate used for
-``estimated_individuals`` (HyperLogLog ``approx_count_distinct``, typically within ~2%).
+``estimated_individuals`` (HyperLogLog ``approx_count_distinct``: mean error about 2%, rarely up to 8%; see
+:mod:`datavalley.catalog.profile`).
 """
 
 from __future__ import annotations
@@ -55,7 +56,6 @@ import phonenumbers
 from phonenumbers import PhoneMetadata
 from stdnum import luhn
 from stdnum.cn import ric, uscc
-from stdnum.exceptions import ValidationError
 
 from datavalley.catalog._sql import ScanPlan, quote_ident, quote_literal
 from datavalley.catalog.schema import CanonicalType, Column, Schema
@@ -616,23 +616,37 @@ def _cutoff(today: date) -> int:
     return born.year * 10000 + born.month * 100 + born.day
 
 
+def _guarded(check: Callable[[str], object]) -> Callable[[str], bool]:
+    """``check`` with any exception counted as "invalid".
+
+    The libraries are not exception-safe on every input: python-stdnum's ``cn.ric.validate`` raises
+    ``KeyError`` from ``get_birth_place`` for region codes its table lists without a county (for example
+    ``110300``), and ``is_valid`` only catches its own ``ValidationError``. A cross-check must report such
+    values as rejected by the library, not crash the registration scan.
+    """
+
+    def safe(value: str) -> bool:
+        try:
+            return bool(check(value))
+        except Exception:
+            return False
+
+    safe.__name__ = getattr(check, "__name__", "check")
+    safe.__doc__ = check.__doc__
+    return safe
+
+
 def _ric_equivalent(value: str) -> bool:
     # python-stdnum cn.ric without the birth-place lookup (which the SQL validator omits on purpose).
     v = ric.compact(value)
     if len(v) != 18 or not v[:-1].isdigit() or v[0] == "0":
         return False
-    try:
-        ric.get_birth_date(v)
-    except ValidationError:
-        return False
-    return v[-1] == ric.calc_check_digit(v)
+    ric.get_birth_date(v)  # raises ValidationError for an impossible date (-> invalid via _guarded)
+    return bool(v[-1] == ric.calc_check_digit(v))
 
 
 def _mobile_valid(value: str) -> bool:
-    try:
-        number = phonenumbers.parse(value, "CN")
-    except phonenumbers.NumberParseException:
-        return False
+    number = phonenumbers.parse(value, "CN")  # NumberParseException -> invalid via _guarded
     return (
         number.country_code == 86
         and phonenumbers.is_valid_number(number)
@@ -642,20 +656,28 @@ def _mobile_valid(value: str) -> bool:
 
 
 def _card_valid(value: str) -> bool:
-    return 13 <= len(value) <= 19 and value.isdigit() and value[0] in "3456" and luhn.is_valid(value)
+    return 13 <= len(value) <= 19 and value.isdigit() and value[0] in "3456" and bool(luhn.is_valid(value))
 
 
 _LIBRARY: dict[PIIKind, tuple[Callable[[str], bool], Callable[[str], bool]]] = {
-    # kind: (check equivalent to the SQL validator, the library's full verdict)
-    PIIKind.CN_RIC: (_ric_equivalent, ric.is_valid),
-    PIIKind.CN_USCC: (uscc.is_valid, uscc.is_valid),
-    PIIKind.BANK_CARD: (_card_valid, _card_valid),
-    PIIKind.CN_MOBILE: (_mobile_valid, _mobile_valid),
+    # kind: (check equivalent to the SQL validator, the library's full verdict); every check is
+    # guarded, so an exception inside a library counts as "invalid" instead of aborting the scan.
+    PIIKind.CN_RIC: (_guarded(_ric_equivalent), _guarded(ric.validate)),
+    PIIKind.CN_USCC: (_guarded(uscc.validate), _guarded(uscc.validate)),
+    PIIKind.BANK_CARD: (_guarded(_card_valid), _guarded(_card_valid)),
+    PIIKind.CN_MOBILE: (_guarded(_mobile_valid), _guarded(_mobile_valid)),
 }
 
 
 def library_valid(kind: PIIKind, value: str) -> bool:
-    """The python-stdnum / phonenumbers verdict for ``value`` as ``kind`` (full library semantics)."""
+    """The python-stdnum / phonenumbers verdict for ``value`` as ``kind`` (full library semantics).
+
+    Any exception the library raises (not only its ``ValidationError``) counts as invalid.
+
+    Raises:
+        KeyError: ``kind`` has no library validator (only ``cn_ric``, ``cn_uscc``, ``bank_card`` and
+            ``cn_mobile`` have one).
+    """
     return _LIBRARY[kind][1](value)
 
 
