@@ -14,8 +14,10 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     """Onboarding, registration, certificates, witness cosigning and offline verification all succeed."""
     out = io.StringIO()
     summary = run_demo(tmp_path / "home", console=Console(file=out, width=120))
-    assert summary["verified"] is True and summary["participants"] == 6
+    assert summary["verified"] is True and summary["participants"] == 7
     assert summary["resources"] == 3 and summary["certificate_ok"] is True
+    assert summary["contract_state"] == "FINALIZED" and summary["money_ok"] is True
+    assert summary["uses"] >= 2 and summary["released"] == 800 * summary["uses"]
     assert summary["cosignatures"] == 2 and summary["entries"] == summary["checkpoint_size"]
     text = out.getvalue()
     assert "all verified" in text and "not a valid unified social credit code" in text

@@ -11,6 +11,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.console import Console
@@ -59,6 +60,13 @@ CAST = [
         ["regulator"],
     ),
     (
+        "insurer",
+        "贵州黔安财产保险股份有限公司 (Qian'an Property Insurance)",
+        "enterprise",
+        "91520100MA6DN0003",
+        ["consumer"],
+    ),
+    (
         "data_operator",
         "贵州数据运营集团 (Guizhou Data Operations Group)",
         "enterprise",
@@ -75,6 +83,7 @@ class Party:
     participant_id: str
     member_id: str
     client: Client
+    key: Ed25519PrivateKey
 
 
 def run_demo(home: Path | None = None, *, console: Console | None = None) -> dict[str, object]:
@@ -105,7 +114,7 @@ def _scenario(home: Path, console: Console, started: float) -> dict[str, object]
     people: dict[str, Party] = {}
     try:
         console.print(
-            "2. Five organisations apply; the operator checks their unified social credit codes "
+            "2. Six organisations apply; the operator checks their unified social credit codes "
             "(check character validated) and verifies them."
         )
         keydir = home / "participant-keys"
@@ -125,7 +134,7 @@ def _scenario(home: Path, console: Console, started: float) -> dict[str, object]
             key = Ed25519PrivateKey.generate()
             write_private_key(keydir / f"{participant.id}.pem", key)
             client.register_key(participant.id, key)
-            people[role_in_story] = Party(participant.id, admin.id, client)
+            people[role_in_story] = Party(participant.id, admin.id, client, key)
         try:
             op.register_participant(
                 name="Typo Co",
@@ -150,6 +159,9 @@ def _scenario(home: Path, console: Console, started: float) -> dict[str, object]
         )
 
         registered = _registration_act(home, console, op, people)
+        traded = _market_act(console, op, people, registered)
+        traded.update(_analytics_act(console, op, people, traded["contract_id"]))
+        traded.update(_settlement_act(console, op, people, traded["contract_id"]))
 
         console.rule("the verifiable ledger")
         reg_client = people["regulator"].client
@@ -198,6 +210,7 @@ def _scenario(home: Path, console: Console, started: float) -> dict[str, object]
             "cosignatures": report.cosignatures,
             "receipt_index": index,
             **registered,
+            **traded,
         }
     finally:
         op.close()
@@ -344,4 +357,146 @@ def _registration_act(
         f"resource(s); facets by sector: {found['facets']['sector']}."
     )
     del resource_table
-    return {"resources": len(ids), "certificate_ok": check.ok, "grant": grant.id, "authorisation": auth.id}
+    return {
+        "resources": len(ids),
+        "certificate_ok": check.ok,
+        "grant": grant.id,
+        "authorisation": auth.id,
+        "resource_ids": ids,
+    }
+
+
+def _market_act(
+    console: Console, op: Client, people: dict[str, Party], registered: dict[str, Any]
+) -> dict[str, Any]:
+    """The insurer buys use of the logistics company's trip analytics under a signed ODRL agreement."""
+
+    console.rule("the market")
+    logistics, insurer = people["logistics"], people["insurer"]
+    trips = registered["resource_ids"]["logistics"]
+    op.resource_action(trips, "classification", {"grade": "general", "reason": "aggregates only, reviewed"})
+    product = logistics.client.create_product(
+        name="货运洞察 Freight insights (private analytics)",
+        kind="private_analytics",
+        resource_ids=[trips],
+        price={"model": "per_query", "amount": 800},
+        terms={
+            "purposes": ["insurance-pricing", "risk-control"],
+            "regions": ["CN"],
+            "max_uses": 50,
+            "valid_days": 180,
+            "privacy": {"min_group_size": 10, "epsilon": 2.0, "privacy_unit": "driver_id"},
+        },
+        tags=["freight", "logistics", "insurance"],
+        description="Aggregates over freight trips; no row ever leaves the logistics company's node.",
+    ).value
+    submitted = logistics.client.product_action(product.id, "submit").value
+    listed = op.product_action(product.id, "review", {"approve": True, "note": "checklist passed"}).value
+    checks = Table(title=f"listing review of {product.id}: automatic compliance checklist")
+    checks.add_column("check")
+    checks.add_column("result")
+    checks.add_column("detail", overflow="fold")
+    for c in submitted.checklist:
+        checks.add_row(c["check"], "[green]pass[/green]" if c["ok"] else "[red]fail[/red]", c["detail"])
+    console.print(checks)
+    console.print(f"11. The operator lists the product ({listed.status.value}); price 8.00 CNY per query.")
+    pay = insurer.client.deposit(200_000, "ICBC transfer 2026-11-22 #0042").value
+    op.confirm_payment(pay.id)
+    states = [insurer.client.request_contract(product.id, purpose="insurance-pricing", max_uses=20).value]
+    cid = states[0].id
+    states.append(logistics.client.contract_action(cid, "offer").value)
+    states.append(insurer.client.contract_action(cid, "accept").value)
+    states.append(logistics.client.sign_agreement(cid, logistics.key).value)
+    final = insurer.client.sign_agreement(cid, insurer.key).value
+    states.append(final)
+    console.print(
+        "12. Negotiation (Dataspace Protocol states): "
+        + " → ".join(s.state.value for s in states[:-1])
+        + " → VERIFIED → "
+        + final.state.value
+        + f"; both Ed25519 signatures bind agreement {(final.agreement_digest or '')[:23]}…"
+    )
+    permission = final.policy["permission"][0]
+    odrl = {
+        "@type": final.policy["@type"],
+        "uid": final.policy["uid"],
+        "action": permission["action"],
+        "constraint": [
+            f"{c['leftOperand']} {c['operator']} {c['rightOperand']}" for c in permission["constraint"]
+        ],
+        "prohibition": [p["action"] for p in final.policy["prohibition"]],
+    }
+    console.print(
+        Panel(
+            json.dumps(odrl, ensure_ascii=False, indent=1),
+            title="signed ODRL 2.2 agreement (excerpt)",
+            expand=False,
+        )
+    )
+    return {"contract_id": cid, "product_id": product.id, "contract_state": final.state.value}
+
+
+def _analytics_act(
+    console: Console, op: Client, people: dict[str, Party], contract_id: str
+) -> dict[str, Any]:
+    """Placeholder until the node's private SQL service is wired: the node records uses it served."""
+    import hashlib
+
+    insurer = people["insurer"]
+    for sql in (
+        "SELECT dest_province, COUNT(*) FROM trips GROUP BY dest_province",
+        "SELECT dest_province, AVG(fare_cny) FROM trips GROUP BY dest_province",
+    ):
+        insurer.client.record_use(
+            contract_id,
+            operation="dv:aggregateQuery",
+            purpose="insurance-pricing",
+            request_digest="sha256:" + hashlib.sha256(sql.encode()).hexdigest(),
+            privacy_cost=0.5,
+            min_group_size=10,
+        )
+    return {}
+
+
+def _settlement_act(
+    console: Console, op: Client, people: dict[str, Party], contract_id: str
+) -> dict[str, Any]:
+    """Escrow releases per use, the exchange fee, and the settlement statement of the contract."""
+    from datavalley.market.settlement import yuan
+
+    logistics, insurer = people["logistics"], people["insurer"]
+    uses = insurer.client.uses(contract_id)
+    metered = Table(title=f"metered uses of {contract_id} (digests and quantities only)")
+    for col in ("time", "operation", "ε spent", "price (CNY)", "request digest"):
+        metered.add_column(col)
+    for u in uses:
+        metered.add_row(
+            u.created_at.strftime("%H:%M:%S"),
+            u.operation,
+            f"{u.privacy_cost:g}",
+            yuan(u.amount),
+            u.request_digest[:30] + "…",
+        )
+    console.print(metered)
+    st = logistics.client.contract_statement(contract_id)
+    table = Table(title="settlement statement (escrow → provider, minus the 2 % exchange fee)")
+    for col in ("funded", "released", "exchange fee", "provider net", "escrow left", "uses", "ε spent"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        yuan(st["funded"]),
+        yuan(st["released"]),
+        yuan(st["fees"]),
+        yuan(st["provider_net"]),
+        yuan(st["escrow"]),
+        str(st["uses"]),
+        f"{st['budget_spent']:g}",
+    )
+    console.print(table)
+    inv = op.invariants()
+    console.print(
+        f"   double-entry check over {inv['transactions']} transactions: "
+        f"net deposits {yuan(inv['net_deposits'])} CNY, "
+        f"escrow {yuan(inv['escrow_total'])} = open obligations {yuan(inv['open_obligations'])}: "
+        + ("[green]balanced[/green]" if inv["ok"] else f"[red]{inv['problems']}[/red]")
+    )
+    return {"uses": len(uses), "released": st["released"], "money_ok": inv["ok"]}

@@ -17,6 +17,9 @@ from stdnum.cn import ric, uscc
 
 COUNTIES = ["520102", "520103", "520111", "520302", "520201", "520402"]  # Guiyang, Zunyi, Liupanshui, Anshun
 CITIES = ["贵阳", "遵义", "六盘水", "安顺", "毕节", "铜仁"]
+# Destination provinces of freight leaving Guizhou, weighted: most trips stay near, a few go far.
+PROVINCES = ["贵州", "云南", "四川", "重庆", "湖南", "广西", "广东", "西藏"]
+PROVINCE_WEIGHTS = [40, 14, 12, 12, 9, 8, 4.9, 0.1]
 SURNAMES = "王李张刘陈杨黄赵吴周"
 GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀"
 
@@ -65,6 +68,7 @@ def write_trips(path: Path, rows: int, seed: int = 1) -> Path:
                 "driver_name",
                 "origin_city",
                 "dest_city",
+                "dest_province",
                 "distance_km",
                 "fare_cny",
                 "departed_at",
@@ -81,6 +85,7 @@ def write_trips(path: Path, rows: int, seed: int = 1) -> Path:
                     d[2],
                     rng.choice(CITIES),
                     rng.choice(CITIES),
+                    rng.choices(PROVINCES, PROVINCE_WEIGHTS)[0],
                     rng.randint(3, 900),
                     rng.randint(15, 4000),
                     at.strftime("%Y-%m-%d %H:%M:%S"),

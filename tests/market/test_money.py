@@ -126,7 +126,9 @@ def test_dispute_with_verified_receipts_is_ruled_through_the_accounting(
     with pytest.raises(Conflict, match="exceeds the contract's escrow"):
         world.operator.rule_dispute(d.id, reason="too much", refund=10**9)
     before_i, before_l = _available(insurer), _available(logistics)
-    ruled = world.operator.rule_dispute(d.id, reason="service failed", refund=1_000, penalty=200, terminate=True).value
+    ruled = world.operator.rule_dispute(
+        d.id, reason="service failed", refund=1_000, penalty=200, terminate=True
+    ).value
     assert ruled.status == "ruled" and ruled.ruling is not None and ruled.ruling["terminate"]
     final = insurer.client.get_contract(c.id)
     assert final.state == "TERMINATED" and final.escrow == 0
@@ -150,8 +152,14 @@ def test_concurrent_uses_never_overdraw_budget_or_escrow(
     def worker(i: int) -> None:
         try:
             _run(
-                world.exchange, insurer.token, contracts.record_use, c.id, operation="dv:aggregateQuery",
-                purpose="insurance-pricing", request_digest=digest_of(f"q{i}"), privacy_cost=0.25,
+                world.exchange,
+                insurer.token,
+                contracts.record_use,
+                c.id,
+                operation="dv:aggregateQuery",
+                purpose="insurance-pricing",
+                request_digest=digest_of(f"q{i}"),
+                privacy_cost=0.25,
                 min_group_size=10,
             )
             ok.append(i)
@@ -172,7 +180,9 @@ def test_concurrent_uses_never_overdraw_budget_or_escrow(
     assert_money_ok(world)
 
 
-def test_concurrent_orders_keep_the_money_invariants(world: World, logistics: Party, analytics: Product) -> None:
+def test_concurrent_orders_keep_the_money_invariants(
+    world: World, logistics: Party, analytics: Product
+) -> None:
     buyers = [onboard(world, f"Buyer {i}", ["consumer"]) for i in range(4)]
     for b in buyers:
         fund(world, b, 12_000)

@@ -111,7 +111,15 @@ def test_every_failed_constraint_is_named() -> None:
     )
     assert not d.allowed and not d.over_budget
     text = " | ".join(d.reasons)
-    for fragment in ("dv:deliver", "marketing", "expired", "'US'", "all 3 permitted uses", "minimum group", "ε=2"):
+    for fragment in (
+        "dv:deliver",
+        "marketing",
+        "expired",
+        "'US'",
+        "all 3 permitted uses",
+        "minimum group",
+        "ε=2",
+    ):
         assert fragment in text
 
 

@@ -16,7 +16,11 @@ from rights.conftest import analysis_of, write_trips
 def _register(world: World, party: Party, tmp_path: Path, name: str, *, grade: str | None = "general") -> str:
     path = write_trips(tmp_path / f"{name}.csv", seed=sum(map(ord, name)))
     rid = party.client.register_resource(
-        name=name, sector="transport", lawful_source="driver contracts", analysis=analysis_of(path), published=True
+        name=name,
+        sector="transport",
+        lawful_source="driver contracts",
+        analysis=analysis_of(path),
+        published=True,
     ).value.id
     if grade:
         world.operator.resource_action(rid, "classification", {"grade": grade, "reason": "reviewed"})
@@ -26,8 +30,12 @@ def _register(world: World, party: Party, tmp_path: Path, name: str, *, grade: s
 def _draft(party: Party, rid: str, kind: str = "private_analytics", **kw: object) -> str:
     terms = kw.pop("terms", ANALYTICS_TERMS)
     return party.client.create_product(
-        name="Trips", kind=kind, resource_ids=[rid], price={"model": "one_off", "amount": 9_900},
-        terms=terms, **kw,  # type: ignore[arg-type]
+        name="Trips",
+        kind=kind,
+        resource_ids=[rid],
+        price={"model": "one_off", "amount": 9_900},
+        terms=terms,
+        **kw,  # type: ignore[arg-type]
     ).value.id
 
 
@@ -44,7 +52,9 @@ def test_checklist_blocks_listing_until_classification_is_confirmed(
         world.operator.product_action(pid, "review", {"approve": True})
     with pytest.raises(InvalidInput, match="reason"):
         world.operator.product_action(pid, "review", {"approve": False})
-    rejected = world.operator.product_action(pid, "review", {"approve": False, "note": "confirm the grade"}).value
+    rejected = world.operator.product_action(
+        pid, "review", {"approve": False, "note": "confirm the grade"}
+    ).value
     assert rejected.status == "rejected" and rejected.review_note == "confirm the grade"
     world.operator.resource_action(rid, "classification", {"grade": "general", "reason": "ok"})
     logistics.client.product_action(pid, "submit")
@@ -70,7 +80,9 @@ def test_core_data_is_refused_and_important_data_needs_a_regulator(
     assert world.operator.product_action(pid, "review", {"approve": True}).value.status == "listed"
 
 
-def test_sensitive_personal_data_is_never_delivered_raw(world: World, logistics: Party, tmp_path: Path) -> None:
+def test_sensitive_personal_data_is_never_delivered_raw(
+    world: World, logistics: Party, tmp_path: Path
+) -> None:
     rid = _register(world, logistics, tmp_path, "trips")
     assert logistics.client.get_resource(rid).sensitive_pii  # resident ID numbers
     pid = _draft(logistics, rid, kind="file_delivery", terms={"purposes": ["audit"], "max_quantity": 1000})
@@ -97,13 +109,20 @@ def test_only_holders_or_operators_build_products_and_inputs_are_validated(
     ):
         with pytest.raises(InvalidInput) as err:
             logistics.client.create_product(
-                name="x", kind="private_analytics", resource_ids=[trip_resource], price=price, terms=ANALYTICS_TERMS
+                name="x",
+                kind="private_analytics",
+                resource_ids=[trip_resource],
+                price=price,
+                terms=ANALYTICS_TERMS,
             )
         assert err.value.details["field"] == field
-    with pytest.raises(InvalidInput, match="terms.privacy"):
+    with pytest.raises(InvalidInput, match=r"terms\.privacy"):
         logistics.client.create_product(
-            name="x", kind="private_analytics", resource_ids=[trip_resource],
-            price={"model": "free", "amount": 0}, terms={"purposes": ["a"]},
+            name="x",
+            kind="private_analytics",
+            resource_ids=[trip_resource],
+            price={"model": "free", "amount": 0},
+            terms={"purposes": ["a"]},
         )
     with pytest.raises(NotFound):
         _draft(logistics, "res_missing")

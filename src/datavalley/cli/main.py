@@ -12,6 +12,7 @@ from rich.text import Text
 
 from datavalley.cli.identity import keys, members, participants, tokens
 from datavalley.cli.ledger import ledger
+from datavalley.cli.market import contracts_app, disputes, money, products
 from datavalley.cli.registry import catalog, cert, objections, resources, rights_app, rules
 from datavalley.cli.state import CliState, console, err_console, kv_table, output, state
 from datavalley.errors import DatavalleyError
@@ -33,6 +34,10 @@ app.add_typer(objections, name="objections")
 app.add_typer(cert, name="cert")
 app.add_typer(catalog, name="catalog")
 app.add_typer(rules, name="rules")
+app.add_typer(products, name="products")
+app.add_typer(contracts_app, name="contracts")
+app.add_typer(money, name="money")
+app.add_typer(disputes, name="disputes")
 
 
 @app.callback()
