@@ -97,48 +97,59 @@ class Ledger:
 
     def publish(self) -> SignedCheckpoint:
         """Sign a checkpoint of the current tree unless the latest already covers it; return the latest."""
+        with self.exchange.session(write=True) as s, s.begin():
+            log.lock_head(s)
+            return self._publish_locked(s)
+
+    def _publish_locked(self, s: Session) -> SignedCheckpoint:
+        """:meth:`publish` inside a transaction that already holds the head lock."""
         ex = self.exchange
-        with ex.session(write=True) as s, s.begin():
-            state = log.lock_head(s)
-            latest = _latest_row(s)
-            if latest is not None and latest.size == state.size:
-                return SignedCheckpoint(latest.size, latest.root_hash, latest.note)
-            if latest is not None and latest.size > state.size:
+        state = log.lock_head(s)
+        latest = _latest_row(s)
+        if latest is not None and latest.size == state.size:
+            return SignedCheckpoint(latest.size, latest.root_hash, latest.note)
+        if latest is not None and latest.size > state.size:
+            raise IntegrityError(
+                f"the log has {state.size} entries but checkpoint {latest.size} was signed: "
+                "storage lost entries"
+            )
+        root = merkle.frontier_root(log._split_frontier(state.frontier))
+        if latest is not None and latest.size > 0:
+            proof = log.consistency_proof(s, latest.size, state.size)
+            if not merkle.verify_consistency(latest.size, state.size, latest.root_hash, root, proof):
                 raise IntegrityError(
-                    f"the log has {state.size} entries but checkpoint {latest.size} was signed: "
-                    "storage lost entries"
+                    f"refusing to sign: the tree of size {state.size} is not consistent with the signed "
+                    f"checkpoint of size {latest.size}"
                 )
-            root = log.head(s).root_hash
-            if latest is not None and latest.size > 0:
-                proof = log.consistency_proof(s, latest.size, state.size)
-                if not merkle.verify_consistency(latest.size, state.size, latest.root_hash, root, proof):
-                    raise IntegrityError(
-                        f"refusing to sign: the tree of size {state.size} is not consistent with the signed "
-                        f"checkpoint of size {latest.size}"
-                    )
-            body = Checkpoint(ex.settings.origin, state.size, root).to_body()
-            note = sign_note(body, [ex.signer])
-            s.add(CheckpointRow(size=state.size, root_hash=root, note=note, created_at=ex.now()))
-            return SignedCheckpoint(state.size, root, note)
+        body = Checkpoint(ex.settings.origin, state.size, root).to_body()
+        note = sign_note(body, [ex.signer])
+        s.add(CheckpointRow(size=state.size, root_hash=root, note=note, created_at=ex.now()))
+        return SignedCheckpoint(state.size, root, note)
 
     def receipts(self, event_ids: list[int]) -> list[dict[str, Any]]:
-        """Receipts for events: sequence them, make sure a checkpoint covers them, prove inclusion."""
+        """Receipts for events: sequence them, make sure a checkpoint covers them, prove inclusion.
+
+        One write transaction: lock the head, sequence what is pending (concurrent callers' events
+        included — group commit), sign a checkpoint if the tree grew, and read every proof.
+        """
         if not event_ids:
             return []
-        self.sequence_pending()
-        cp = self.publish()
-        with self.exchange.session(write=False) as s, s.begin():
+        batch = self.exchange.settings.sequence_batch
+        with self.exchange.session(write=True) as s, s.begin():
+            while log.sequence_batch(s, batch) == batch:
+                pass
+            cp = self._publish_locked(s)
             rows = s.execute(
                 select(EventRow.id, EventRow.ledger_index).where(EventRow.id.in_(event_ids))
             ).all()
             index = {eid: idx for eid, idx in rows}
-            out = []
+            wanted = []
             for eid in event_ids:
                 idx = index.get(eid)
                 if idx is None or idx >= cp.size:
                     raise IntegrityError(f"event {eid} was not sequenced into checkpoint {cp.size}")
-                out.append(receipt(s, idx, cp))
-            return out
+                wanted.append(idx)
+            return receipts_at(s, wanted, cp)
 
     def start_publisher(self) -> None:
         """Start a background thread that sequences and checkpoints every ``checkpoint_interval`` seconds."""
@@ -168,16 +179,36 @@ class Ledger:
 
 def receipt(session: Session, index: int, cp: SignedCheckpoint) -> dict[str, Any]:
     """A receipt: the entry, its index, a signed checkpoint that includes it and the inclusion proof."""
-    entry = log.entries(session, index, index + 1)[0]
-    proof = log.inclusion_proof(session, index, cp.size)
-    return {
-        "format": RECEIPT_FORMAT,
-        "index": index,
-        "entry": b64(entry),
-        "leaf_hash": b64(merkle.leaf_hash(entry)),
-        "checkpoint": cp.note,
-        "inclusion_proof": [b64(p) for p in proof],
+    return receipts_at(session, [index], cp)[0]
+
+
+def receipts_at(session: Session, indexes: list[int], cp: SignedCheckpoint) -> list[dict[str, Any]]:
+    """Receipts for entries ``indexes`` in checkpoint ``cp``: two queries, whatever the count."""
+    if any(not 0 <= i < cp.size for i in indexes):
+        raise InvalidInput(f"an index is out of range for tree size {cp.size}", field="index")
+    marks = ", ".join(["?" if session.connection().dialect.paramstyle == "qmark" else "%s"] * len(indexes))
+    entries = {
+        int(i): bytes(e)
+        for i, e in session.connection().exec_driver_sql(
+            f"SELECT idx, entry FROM ledger_entries WHERE idx IN ({marks})", tuple(indexes)
+        )
     }
+    plans = {i: merkle.inclusion_plan(i, cp.size) for i in indexes}
+    nodes = log.fetch_nodes(session, (n for plan in plans.values() for part in plan for n in part))
+    out = []
+    for i in indexes:
+        entry = entries[i]
+        out.append(
+            {
+                "format": RECEIPT_FORMAT,
+                "index": i,
+                "entry": b64(entry),
+                "leaf_hash": b64(merkle.leaf_hash(entry)),
+                "checkpoint": cp.note,
+                "inclusion_proof": [b64(p) for p in merkle.resolve_plan(plans[i], nodes)],
+            }
+        )
+    return out
 
 
 # --- read use cases (any authenticated caller) -------------------------------------------------
