@@ -201,7 +201,7 @@ def drive(clients: int, contracts_total: int, work: Callable[[int, int], int]) -
             t0 = time.perf_counter()
             try:
                 k = work(i, n)
-            except BaseException as e:  # noqa: BLE001 - reported below
+            except BaseException as e:
                 errors.append(e)
                 return
             dt = time.perf_counter() - t0
@@ -229,7 +229,7 @@ def drive(clients: int, contracts_total: int, work: Callable[[int, int], int]) -
 
 
 def baseline(dsn: str, clients: int, contracts_total: int, calls_per_contract: int) -> dict[str, Any]:
-    """The durable-commit floor: per contract, as many committed UPDATE+INSERT transactions as we make calls."""
+    """The durable-commit floor: per contract, one committed UPDATE+INSERT transaction per call we make."""
     with psycopg.connect(dsn, autocommit=True) as c:
         c.execute("CREATE TABLE IF NOT EXISTS bench_floor_acc (id int primary key, balance bigint)")
         c.execute(
