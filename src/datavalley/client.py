@@ -440,6 +440,13 @@ class Client:
         )
         return Result(_parse(Contract, data), receipts, replayed)
 
+    def offer_direct(
+        self, product_id: str, consumer_id: str, *, purpose: str, **terms: Any
+    ) -> Result[Contract]:
+        body = {"product_id": product_id, "consumer_id": consumer_id, "purpose": purpose, **terms}
+        data, receipts, replayed = self.post("/v1/contracts/offers", body)
+        return Result(_parse(Contract, data), receipts, replayed)
+
     def contract_action(
         self,
         contract_id: str,

@@ -239,3 +239,26 @@ def test_terms_may_only_narrow_the_product(
     ).value
     assert c.state == "REQUESTED"
     assert insurer.client.contracts(state="REQUESTED")[0].id == c.id
+
+
+def test_a_directly_negotiated_deal_ends_in_the_same_contract(
+    world: World, logistics: Party, insurer: Party, analytics: Product
+) -> None:
+    with pytest.raises(Forbidden):  # only the product's provider offers it directly
+        insurer.client.offer_direct(analytics.id, insurer.participant_id, purpose="insurance-pricing")
+    with pytest.raises(NotFound):
+        logistics.client.offer_direct(analytics.id, "p_nobody", purpose="insurance-pricing")
+    offer = logistics.client.offer_direct(
+        analytics.id,
+        insurer.participant_id,
+        purpose="risk-control",
+        max_uses=2,
+        price={"model": "per_query", "amount": 350},
+    ).value
+    assert offer.state == "OFFERED" and offer.channel == "direct" and offer.prepayment == 700
+    insurer.client.contract_action(offer.id, "accept")
+    logistics.client.sign_agreement(offer.id, logistics.key)
+    final = insurer.client.sign_agreement(offer.id, insurer.key).value
+    assert final.state == "FINALIZED" and final.escrow == 700
+    assert use(insurer, offer.id, 1, purpose="risk-control").value.amount == 350
+    assert_money_ok(world)

@@ -57,6 +57,19 @@ class NewContract(Strict):
     max_quantity: int | None = None
 
 
+class DirectOffer(Strict):
+    product_id: str
+    consumer_id: str
+    purpose: str = Field(min_length=1, max_length=200)
+    price: dict[str, Any] | None = None
+    regions: list[str] | None = None
+    valid_days: int | None = None
+    max_uses: int | None = None
+    privacy: dict[str, Any] | None = None
+    psi_modes: list[str] | None = None
+    max_quantity: int | None = None
+
+
 class Offer(Strict):
     price: dict[str, Any] | None = None
 
@@ -183,6 +196,12 @@ def request_contract(body: NewContract, request: Request, caller: Principal = Ca
     return mutate(
         request, caller, contracts.request_contract, body=_dump(body), status=201, **body.model_dump()
     )
+
+
+@router.post("/contracts/offers", status_code=201)
+def offer_direct(body: DirectOffer, request: Request, caller: Principal = Caller) -> JSONResponse:
+    """A directly negotiated deal: the provider offers to a named consumer (starts at OFFERED)."""
+    return mutate(request, caller, contracts.offer_direct, body=_dump(body), status=201, **body.model_dump())
 
 
 @router.get("/contracts")

@@ -11,6 +11,7 @@ word segmenter. On PostgreSQL a trigram index (pg_trgm) serves these substring m
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,12 @@ from datavalley.rights.tables import ResourceRow
 from datavalley.store.pages import Page, paginate
 
 FACETS = ("sector", "grade", "provider", "pii_present")
+_FACET_COLUMNS: dict[str, Any] = {
+    "sector": ResourceRow.sector,
+    "grade": ResourceRow.effective_grade,
+    "provider": ResourceRow.provider_id,
+    "pii_present": ResourceRow.pii_present,
+}
 
 
 @dataclass(frozen=True)
@@ -90,18 +97,40 @@ def search_resources(
         # search_text holds each tag as " #tag " (see rights.registration._search_text): whole-tag match.
         conds.append(ResourceRow.search_text.like(f"% #{_escape_like(tag.strip().lower())} %", escape="\\"))
     where = and_(*conds)
-    page = paginate(ctx.session, select(ResourceRow).where(where), ResourceRow.id, cursor, limit, to_resource)
+    seen: list[tuple[Any, ...]] = []
+
+    def convert(row: ResourceRow) -> Resource:
+        seen.append(tuple(getattr(row, c.key) for c in _FACET_COLUMNS.values()))
+        return to_resource(row)
+
+    page = paginate(ctx.session, select(ResourceRow).where(where), ResourceRow.id, cursor, limit, convert)
     facets: dict[str, dict[str, int]] = {}
     total = 0
     if with_facets:
-        columns: dict[str, Any] = {
-            "sector": ResourceRow.sector,
-            "grade": ResourceRow.effective_grade,
-            "provider": ResourceRow.provider_id,
-            "pii_present": ResourceRow.pii_present,
-        }
-        for name, col in columns.items():
-            rows = ctx.session.execute(select(col, func.count()).where(where).group_by(col)).all()
-            facets[name] = {str(k).lower() if isinstance(k, bool) else str(k): int(n) for k, n in rows}
-        total = sum(facets["grade"].values())
+        if cursor is None and page.next_cursor is None:
+            # The first page holds every match: count the facets from it instead of scanning again.
+            # (A selective substring search scans the whole table once for the page already.)
+            facets, total = _count_facets((*values, 1) for values in seen)
+        else:
+            columns = list(_FACET_COLUMNS.values())
+            grouped = ctx.session.execute(select(*columns, func.count()).where(where).group_by(*columns))
+            facets, total = _count_facets(grouped)
     return SearchResult(page, total, facets)
+
+
+def _count_facets(groups: Iterable[Sequence[Any]]) -> tuple[dict[str, dict[str, int]], int]:
+    """Per-facet value counts and the number of matches from ``(sector, grade, provider, pii, count)``.
+
+    The matches are grouped by all four facet columns together (at most sectors x grades x providers x 2
+    groups, far fewer than rows) and summed per facet here: one pass over the table instead of one per
+    facet, which matters because a substring search cannot use an index on SQLite.
+    """
+    facets: dict[str, dict[str, int]] = {name: {} for name in _FACET_COLUMNS}
+    total = 0
+    for *values, count in groups:
+        n = int(count)
+        total += n
+        for name, value in zip(_FACET_COLUMNS, values, strict=True):
+            key = str(value).lower() if isinstance(value, bool) else str(value)
+            facets[name][key] = facets[name].get(key, 0) + n
+    return facets, total

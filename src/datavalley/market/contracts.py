@@ -63,6 +63,7 @@ def to_contract(r: ContractRow) -> Contract:
         provider_id=r.provider_id,
         consumer_id=r.consumer_id,
         state=ContractState(r.state),
+        channel=r.channel,
         suspended=r.suspended,
         price=Price.from_json(r.price),
         policy=dict(r.policy),
@@ -258,16 +259,99 @@ def request_contract(
     psi_modes: list[str] | None = None,
     max_quantity: int | None = None,
 ) -> Contract:
-    """A consumer requests a contract on a listed product (REQUESTED)."""
+    """A consumer requests a contract on a listed product (REQUESTED): an over-the-exchange deal."""
     ctx.require(Role.CONSUMER, action="requesting a contract")
-    if not ctx.principal.participant_verified:
-        raise Forbidden("requesting a contract needs a verified participant")
     me = ctx.principal.participant_id
-    assert me is not None
+    if not ctx.principal.participant_verified or me is None:
+        raise Forbidden("requesting a contract needs a verified participant")
     product = get_product_row(ctx, product_id)
+    terms = dict(
+        purpose=purpose,
+        regions=regions,
+        valid_days=valid_days,
+        max_uses=max_uses,
+        privacy=privacy,
+        psi_modes=psi_modes,
+        max_quantity=max_quantity,
+    )
+    return to_contract(_new_contract(ctx, product, me, terms, ContractState.REQUESTED, channel="exchange"))
+
+
+def offer_direct(
+    ctx: Context,
+    *,
+    product_id: str,
+    consumer_id: str,
+    purpose: str,
+    price: dict[str, Any] | None = None,
+    regions: list[str] | None = None,
+    valid_days: int | None = None,
+    max_uses: int | None = None,
+    privacy: dict[str, Any] | None = None,
+    psi_modes: list[str] | None = None,
+    max_quantity: int | None = None,
+) -> Contract:
+    """A directly negotiated deal: the provider offers its listed product to a named consumer (OFFERED).
+
+    It ends in the same kind of contract as an over-the-exchange order: same checks, same signed
+    agreement, same escrow and metering; only the channel differs.
+    """
+    ctx.require(Role.PROVIDER, action="offering a direct deal")
+    product = get_product_row(ctx, product_id)
+    if product.provider_id != ctx.principal.participant_id:
+        raise Forbidden(f"only the provider of product {product_id} offers it directly")
+    from datavalley.identity.tables import ParticipantRow
+
+    consumer = ctx.session.get(ParticipantRow, consumer_id)
+    if consumer is None:
+        raise NotFound(f"participant {consumer_id} does not exist", participant_id=consumer_id)
+    if consumer.status != "verified" or "consumer" not in consumer.roles:
+        raise Conflict(f"participant {consumer_id} is not a verified consumer")
+    terms = dict(
+        purpose=purpose,
+        regions=regions,
+        valid_days=valid_days,
+        max_uses=max_uses,
+        privacy=privacy,
+        psi_modes=psi_modes,
+        max_quantity=max_quantity,
+    )
+    row = _new_contract(ctx, product, consumer_id, terms, ContractState.OFFERED, channel="direct")
+    if price is not None:
+        from datavalley.market.products import parse_price
+
+        p = parse_price(price)
+        row.price = p.to_json()
+        row.prepayment = _prepayment(p, row.policy["terms"])
+    ctx.emit(
+        "contract.offered",
+        [row.id, row.provider_id, row.consumer_id, product.id],
+        {
+            "id": row.id,
+            "from": None,
+            "to": "OFFERED",
+            "channel": "direct",
+            "price": row.price,
+            "prepayment": row.prepayment,
+            "terms_digest": digest(row.policy["terms"]),
+        },
+    )
+    return to_contract(row)
+
+
+def _new_contract(
+    ctx: Context,
+    product: ProductRow,
+    consumer_id: str,
+    req_terms: dict[str, Any],
+    state: ContractState,
+    *,
+    channel: str,
+) -> ContractRow:
+    """Validate an order on ``product`` for ``consumer_id`` and insert the contract row."""
     if product.status != ListingStatus.LISTED:
-        raise Conflict(f"product {product_id} is {product.status}: it takes no new orders")
-    if product.provider_id == me:
+        raise Conflict(f"product {product.id} is {product.status}: it takes no new orders")
+    if product.provider_id == consumer_id:
         raise InvalidInput("a provider cannot contract with itself", field="product_id")
     from datavalley.rights.tables import ResourceRow
 
@@ -277,19 +361,17 @@ def request_contract(
         if (res := ctx.session.get(ResourceRow, r)) and res.status != "registered"
     ]
     if frozen:
-        raise Conflict(f"product {product_id} rests on resources that are frozen or ended: {frozen}")
-    req: dict[str, Any] = {"purpose": purpose, "regions": regions, "privacy": privacy, "psi_modes": psi_modes}
-    for key, value in (("valid_days", valid_days), ("max_uses", max_uses), ("max_quantity", max_quantity)):
-        if value is not None:
-            req[key] = value
+        raise Conflict(f"product {product.id} rests on resources that are frozen or ended: {frozen}")
+    req = {k: v for k, v in req_terms.items() if v is not None or k in ("regions", "privacy", "psi_modes")}
     terms = _narrow(product.terms, ProductKind(product.kind), req)
     price = Price.from_json(product.price)
     row = ContractRow(
         id=new_id("c"),
         product_id=product.id,
         provider_id=product.provider_id,
-        consumer_id=me,
-        state=ContractState.REQUESTED.value,
+        consumer_id=consumer_id,
+        state=state.value,
+        channel=channel,
         suspended=False,
         price=price.to_json(),
         policy={"terms": terms},
@@ -315,12 +397,13 @@ def request_contract(
     )
     ctx.session.add(row)
     ctx.session.flush()
-    ctx.emit(
-        "contract.requested",
-        [row.id, row.provider_id, me, product.id],
-        {"id": row.id, "product": product.id, "terms_digest": digest(terms)},
-    )
-    return to_contract(row)
+    if state == ContractState.REQUESTED:
+        ctx.emit(
+            "contract.requested",
+            [row.id, row.provider_id, consumer_id, product.id],
+            {"id": row.id, "product": product.id, "channel": channel, "terms_digest": digest(terms)},
+        )
+    return row
 
 
 def offer_contract(ctx: Context, contract_id: str, *, price: dict[str, Any] | None = None) -> Contract:

@@ -139,6 +139,7 @@ class Contract:
     provider_id: str
     consumer_id: str
     state: ContractState
+    channel: str
     suspended: bool
     price: Price
     policy: dict[str, Any]  # ODRL 2.2 Agreement (JSON-LD)

@@ -53,6 +53,7 @@ class ContractRow(Base):
     provider_id: Mapped[str] = mapped_column(ForeignKey("participants.id"), index=True)
     consumer_id: Mapped[str] = mapped_column(ForeignKey("participants.id"), index=True)
     state: Mapped[str] = mapped_column(String(16), index=True)
+    channel: Mapped[str] = mapped_column(String(16))  # exchange (ordered) | direct (negotiated)
     suspended: Mapped[bool] = mapped_column(Boolean)
     price: Mapped[dict[str, Any]] = mapped_column(JSON)
     policy: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-22 08:24:16.134533
+Create Date: 2026-11-22 08:44:46.047777
 """
 
 from __future__ import annotations
@@ -116,6 +116,7 @@ def upgrade() -> None:
         sa.Column("provider_id", sa.String(length=40), nullable=False),
         sa.Column("consumer_id", sa.String(length=40), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("channel", sa.String(length=16), nullable=False),
         sa.Column("suspended", sa.Boolean(), nullable=False),
         sa.Column("price", sa.JSON(), nullable=False),
         sa.Column("policy", sa.JSON(), nullable=False),
