@@ -465,7 +465,8 @@ class Client:
         return _parse(Contract, self.get(f"/v1/contracts/{contract_id}"))
 
     def contracts(self, *, state: str | None = None) -> list[Contract]:
-        return [_parse(Contract, c) for c in self.get("/v1/contracts", state=state)["items"]]
+        """Every contract you are party to (follows the cursor pages)."""
+        return list(self._iterate(Contract, "/v1/contracts", state=state))
 
     def agreement(self, contract_id: str) -> dict[str, Any]:
         return dict(self.get(f"/v1/contracts/{contract_id}/agreement"))
@@ -483,7 +484,7 @@ class Client:
         return Result(_parse(Use, data), receipts, replayed)
 
     def uses(self, contract_id: str) -> list[Use]:
-        return [_parse(Use, u) for u in self.get(f"/v1/contracts/{contract_id}/uses")["items"]]
+        return list(self._iterate(Use, f"/v1/contracts/{contract_id}/uses"))
 
     def contract_statement(self, contract_id: str) -> dict[str, Any]:
         return dict(self.get(f"/v1/contracts/{contract_id}/statement"))
@@ -530,7 +531,7 @@ class Client:
         return Result(_parse(Payment, data), receipts, replayed)
 
     def payments(self, *, status: str | None = None) -> list[Payment]:
-        return [_parse(Payment, p) for p in self.get("/v1/payments", status=status)["items"]]
+        return list(self._iterate(Payment, "/v1/payments", status=status))
 
     def run_settlement(self) -> dict[str, Any]:
         data, _, _ = self.post("/v1/settlement/run")
@@ -549,7 +550,7 @@ class Client:
         return Result(_parse(Dispute, data), receipts, replayed)
 
     def disputes(self, *, status: str | None = None) -> list[Dispute]:
-        return [_parse(Dispute, d) for d in self.get("/v1/disputes", status=status)["items"]]
+        return list(self._iterate(Dispute, "/v1/disputes", status=status))
 
     # --- ledger --------------------------------------------------------------------------------
 

@@ -1,3 +1,5 @@
+"""PI detection: the SQL validators agree with python-stdnum and phonenumbers, and scan counts are exact."""
+
 from __future__ import annotations
 
 import random
@@ -7,6 +9,8 @@ from pathlib import Path
 
 import duckdb
 import phonenumbers
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,7 +18,7 @@ from stdnum import luhn
 from stdnum.cn import ric, uscc
 
 from datavalley.catalog import PIIKind, connect, open_source, scan_pii
-from datavalley.catalog.pii import classify_values, coordinate_axis, name_hints, sql_valid
+from datavalley.catalog.pii import classify_values, coordinate_axis, library_valid, name_hints, sql_valid
 
 from .conftest import USCC_ALPHABET, make_card, make_mobile, make_ric, make_uscc
 
@@ -140,14 +144,11 @@ def test_other_value_detectors(con: duckdb.DuckDBPyConnection) -> None:
         "39.904211,116.407395": (PIIKind.COORDINATES, True),
         "39.90,116.40": (None, False),  # city-level precision is not precise location
         "hello, world and more": (None, False),
-        "12345678901": (None, False),  # 11 digits but not a 1xx mobile prefix... starts with 1
+        "12345678901": (PIIKind.CN_MOBILE, False),  # a mobile's shape, but no CN mobile prefix 123
     }
     result = dict(zip(cases, classify_values(con, list(cases)), strict=True))
     for value, expected in cases.items():
-        if value == "12345678901":
-            assert result[value] == (PIIKind.CN_MOBILE, False)  # shape of a mobile, invalid prefix
-        else:
-            assert result[value] == expected, value
+        assert result[value] == expected, value
 
 
 def test_name_hints() -> None:
@@ -197,12 +198,8 @@ def _dataset(tmp_path: Path) -> tuple[Path, dict[str, list[object]]]:
         "city": [rnd.choice(["北京", "上海"]) for _ in range(n)],
         "amount": [round(rnd.random() * 100, 2) for _ in range(n)],
     }
-    con = duckdb.connect()
-    import pyarrow as pa
-
-    con.register("data", pa.table(cols))
     path = tmp_path / "people.parquet"
-    con.execute(f"COPY data TO '{path}' (FORMAT parquet)")
+    pq.write_table(pa.table(cols), path)
     return path, cols
 
 
@@ -272,3 +269,52 @@ def test_no_pi_in_plain_table(tmp_path: Path) -> None:
     with connect(open_source(path)) as conn:
         report = scan_pii(conn)
     assert report.columns == () and not report.sensitive and report.estimated_individuals == 0
+
+
+# Region codes python-stdnum 2.2's birth-place table does not resolve to a county: ``cn.ric.validate``
+# raises KeyError (from get_birth_place) instead of a ValidationError for them.
+UNLISTED_REGIONS = ("110300", "110001", "440399")
+
+
+def _unlisted_rics(count: int) -> list[str]:
+    values = []
+    for i in range(count):
+        body = f"{UNLISTED_REGIONS[i % len(UNLISTED_REGIONS)]}{19800101 + i % 28:08d}{i % 1000:03d}"
+        values.append(body + ric.calc_check_digit(body + "0"))
+    return values
+
+
+def _library_verdict(value: str) -> bool:
+    try:
+        ric.validate(value)
+    except Exception:  # KeyError from get_birth_place as well as the library's ValidationError
+        return False
+    return True
+
+
+def test_library_exceptions_count_as_invalid(con: duckdb.DuckDBPyConnection) -> None:
+    values = _unlisted_rics(6)
+    # Well-formed numbers with correct check digits: the SQL validator (no birth-place table) accepts them.
+    assert sql_valid(con, PIIKind.CN_RIC, values) == [True] * len(values)
+    verdicts = [library_valid(PIIKind.CN_RIC, v) for v in values]
+    assert verdicts == [_library_verdict(v) for v in values]
+    assert all(isinstance(v, bool) for v in verdicts)
+    for kind in (PIIKind.CN_RIC, PIIKind.CN_USCC, PIIKind.BANK_CARD, PIIKind.CN_MOBILE):
+        assert library_valid(kind, "") is False and library_valid(kind, "x" * 18) is False, kind
+
+
+def test_cross_check_survives_library_exceptions(tmp_path: Path) -> None:
+    rnd = random.Random(5)
+    unlisted = _unlisted_rics(60)
+    listed = [make_ric(rnd) for _ in range(40)]
+    path = tmp_path / "ids.parquet"
+    pq.write_table(pa.table({"id_no": unlisted + listed}), path)
+    with connect(open_source(path)) as conn:
+        report = scan_pii(conn, reference_date=TODAY, sample_rows=1000)
+    (column,) = report.columns
+    assert (column.kind, column.matches, column.valid) == (PIIKind.CN_RIC, 100, 100)
+    (check,) = column.cross_checks
+    assert (check.kind, check.checked, check.sql_valid, check.disagreements) == (PIIKind.CN_RIC, 100, 100, 0)
+    # The library's full verdict includes the birth place: the listed regions pass, unlisted ones do not.
+    assert check.library_valid == sum(_library_verdict(v) for v in unlisted + listed)
+    assert check.library_valid < check.checked

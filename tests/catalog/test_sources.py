@@ -1,13 +1,27 @@
+"""Sources open only what they name, fail with the file and the reason, and sandbox DuckDB."""
+
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from datavalley.catalog import SourceError, SourceFormat, SourceKind, connect, fingerprint, open_source
+from datavalley.catalog import (
+    SourceConnection,
+    SourceError,
+    SourceFormat,
+    SourceKind,
+    connect,
+    fingerprint,
+    open_source,
+)
 
 
 def _csv(tmp_path: Path, name: str = "a.csv", text: str = "id,name\n1,x\n2,y\n") -> Path:
@@ -65,12 +79,38 @@ def test_zero_byte_file_rejected(tmp_path: Path) -> None:
         open_source(path)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can read any file")
+# Capabilities that let root read any file; without them root is held to the permission bits.
+_DAC_CAPS = "-dac_override,-dac_read_search"
+_OPEN_IN_CHILD = """
+import sys
+from datavalley.catalog import SourceError, open_source
+try:
+    open_source(sys.argv[1])
+except SourceError as exc:
+    print(exc)
+"""
+
+
 def test_unreadable_file(tmp_path: Path) -> None:
     path = _csv(tmp_path)
     path.chmod(0)
-    with pytest.raises(SourceError, match="not readable"):
-        open_source(path)
+    if os.geteuid() != 0:
+        with pytest.raises(SourceError, match="not readable"):
+            open_source(path)
+        return
+    # Root reads everything through CAP_DAC_OVERRIDE, so check in a child that has dropped it
+    # (util-linux setpriv, part of every Debian/Ubuntu base image). No skip: CI runs as root.
+    setpriv = shutil.which("setpriv")
+    assert setpriv is not None, "setpriv (util-linux) is needed to test unreadable files as root"
+    drop = [setpriv, f"--inh-caps={_DAC_CAPS}", f"--bounding-set={_DAC_CAPS}"]
+    child = subprocess.run(
+        [*drop, sys.executable, "-c", _OPEN_IN_CHILD, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert child.stdout.strip() == f"{path}: file is not readable (permission denied)", child.stderr
 
 
 def test_header_only_csv_has_no_rows(tmp_path: Path) -> None:
@@ -101,16 +141,66 @@ def test_invalid_json_lines(tmp_path: Path) -> None:
         fingerprint(conn)
 
 
-def test_connection_cannot_read_other_files(tmp_path: Path) -> None:
+# SQL that would touch something other than the source: read, list, write, attach, load, fetch.
+ESCAPES = {
+    "read_csv": "SELECT * FROM read_csv('{other}')",
+    "read_text": "SELECT * FROM read_text('{other}')",
+    "read_blob": "SELECT * FROM read_blob('{other}')",
+    "read_parquet": "SELECT * FROM read_parquet('{other}')",
+    "dotdot": "SELECT * FROM read_csv('{folder}/../{folder_name}/other.csv')",
+    "glob": "SELECT * FROM glob('{folder}/*')",
+    "copy_to": "COPY (SELECT 42) TO '{folder}/written.csv'",
+    "attach": "ATTACH '{folder}/new.duckdb'",
+    "export": "EXPORT DATABASE '{folder}/export'",
+    "http": "SELECT * FROM read_csv('https://example.invalid/x.csv')",
+    "load": "LOAD httpfs",
+    "install": "INSTALL httpfs",
+}
+UNLOCKS = [
+    "SET enable_external_access = true",
+    "RESET enable_external_access",
+    "SET allowed_paths = ['/']",
+    "SET allowed_directories = ['/']",
+    "SET lock_configuration = false",
+]
+
+
+@pytest.fixture()
+def sandboxed(tmp_path: Path) -> Iterator[tuple[Path, Path, SourceConnection]]:
+    # The other file is world-readable and this process can read it: only the sandbox stands in the way,
+    # which holds whatever user the tests run as (root included).
     other = _csv(tmp_path, "other.csv", "secret\n42\n")
+    other.chmod(0o644)
+    assert other.read_text(encoding="utf-8").startswith("secret")
     with connect(open_source(_csv(tmp_path))) as conn:
-        assert conn.execute(f"SELECT count(*) FROM {conn.view}") == [(2,)]
-        with pytest.raises((SourceError, duckdb.Error), match=r"disabled|Permission"):
-            conn.execute(f"SELECT * FROM read_csv('{other}')")
-        with pytest.raises(duckdb.Error):
-            conn.connection.execute("SET enable_external_access = true")
-        with pytest.raises(duckdb.Error):
-            conn.connection.execute("SET allowed_paths = ['/']")
+        yield tmp_path, other, conn
+
+
+@pytest.mark.parametrize("name", sorted(ESCAPES))
+def test_connection_cannot_reach_other_files(
+    name: str, sandboxed: tuple[Path, Path, SourceConnection]
+) -> None:
+    folder, other, conn = sandboxed
+    before = sorted(p.name for p in folder.iterdir())
+    sql = ESCAPES[name].format(other=other, folder=folder, folder_name=folder.name)
+    with pytest.raises(SourceError, match=r"cannot read: Permission Error: .*disabled"):
+        conn.execute(sql)
+    assert sorted(p.name for p in folder.iterdir()) == before  # nothing was written
+    # The source itself stays readable through its view (and only through the path it was opened with).
+    assert conn.execute(f"SELECT count(*) FROM {conn.view}") == [(2,)]
+
+
+@pytest.mark.parametrize("sql", UNLOCKS)
+def test_sandbox_cannot_be_unlocked(sql: str, sandboxed: tuple[Path, Path, SourceConnection]) -> None:
+    _, other, conn = sandboxed
+    with pytest.raises(duckdb.Error, match="configuration has been locked"):
+        conn.connection.execute(sql)
+    settings = conn.execute(
+        "SELECT current_setting('enable_external_access'), current_setting('lock_configuration')"
+    )
+    assert settings == [(False, True)]
+    with pytest.raises(SourceError, match="Permission"):
+        conn.execute(f"SELECT * FROM read_csv('{other}')")
 
 
 def test_connection_is_closed_and_scratch_removed(tmp_path: Path) -> None:

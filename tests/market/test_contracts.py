@@ -262,3 +262,19 @@ def test_a_directly_negotiated_deal_ends_in_the_same_contract(
     assert final.state == "FINALIZED" and final.escrow == 700
     assert use(insurer, offer.id, 1, purpose="risk-control").value.amount == 350
     assert_money_ok(world)
+
+
+def test_contract_lists_are_cursor_paginated_and_scoped(
+    world: World, logistics: Party, insurer: Party, analytics: Product
+) -> None:
+    made = [
+        insurer.client.request_contract(analytics.id, purpose="insurance-pricing").value.id for _ in range(3)
+    ]
+    first = insurer.client.get("/v1/contracts", limit=2)
+    assert [c["id"] for c in first["items"]] == made[:2] and first["next_cursor"]
+    second = insurer.client.get("/v1/contracts", limit=2, cursor=first["next_cursor"])
+    assert [c["id"] for c in second["items"]] == made[2:] and second["next_cursor"] is None
+    assert [c.id for c in logistics.client.contracts()] == made  # the provider sees them too
+    assert onboard(world, "Bystander", ["consumer"]).client.contracts() == []
+    with pytest.raises(InvalidInput, match="cursor"):
+        insurer.client.get("/v1/contracts", cursor="garbage")

@@ -116,6 +116,10 @@ class Ruling(Strict):
     reason: str = Field(min_length=1, max_length=4000)
 
 
+def _page(page: Any) -> dict[str, Any]:
+    return {"items": [render(i) for i in page.items], "next_cursor": page.next_cursor}
+
+
 def _dump(body: BaseModel) -> dict[str, Any]:
     return body.model_dump(mode="json")
 
@@ -205,10 +209,16 @@ def offer_direct(body: DirectOffer, request: Request, caller: Principal = Caller
 
 
 @router.get("/contracts")
-def list_contracts(request: Request, caller: Principal = Caller, state: str | None = None) -> Any:
-    return {
-        "items": [render(c) for c in exchange_of(request).read(caller, contracts.list_contracts, state=state)]
-    }
+def list_contracts(
+    request: Request,
+    caller: Principal = Caller,
+    state: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Any:
+    return _page(
+        exchange_of(request).read(caller, contracts.list_contracts, state=state, limit=limit, cursor=cursor)
+    )
 
 
 @router.get("/contracts/{contract_id}")
@@ -275,8 +285,16 @@ def use(contract_id: str, body: NewUse, request: Request, caller: Principal = Ca
 
 
 @router.get("/contracts/{contract_id}/uses")
-def uses(contract_id: str, request: Request, caller: Principal = Caller) -> Any:
-    return {"items": [render(u) for u in exchange_of(request).read(caller, contracts.list_uses, contract_id)]}
+def uses(
+    contract_id: str,
+    request: Request,
+    caller: Principal = Caller,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> Any:
+    return _page(
+        exchange_of(request).read(caller, contracts.list_uses, contract_id, limit=limit, cursor=cursor)
+    )
 
 
 @router.get("/contracts/{contract_id}/statement")
@@ -351,10 +369,16 @@ def confirm(payment_id: str, body: Confirm, request: Request, caller: Principal 
 
 
 @router.get("/payments")
-def payments(request: Request, caller: Principal = Caller, status: str | None = None) -> Any:
-    return {
-        "items": [render(p) for p in exchange_of(request).read(caller, accounts.list_payments, status=status)]
-    }
+def payments(
+    request: Request,
+    caller: Principal = Caller,
+    status: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Any:
+    return _page(
+        exchange_of(request).read(caller, accounts.list_payments, status=status, limit=limit, cursor=cursor)
+    )
 
 
 @router.post("/settlement/run")
@@ -382,12 +406,16 @@ def open_dispute(
 
 
 @router.get("/disputes")
-def disputes(request: Request, caller: Principal = Caller, status: str | None = None) -> Any:
-    return {
-        "items": [
-            render(d) for d in exchange_of(request).read(caller, settlement.list_disputes, status=status)
-        ]
-    }
+def disputes(
+    request: Request,
+    caller: Principal = Caller,
+    status: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Any:
+    return _page(
+        exchange_of(request).read(caller, settlement.list_disputes, status=status, limit=limit, cursor=cursor)
+    )
 
 
 @router.get("/disputes/{dispute_id}")

@@ -26,6 +26,7 @@ from datavalley.identity.model import Role
 from datavalley.market.model import Balance, Payment
 from datavalley.market.tables import AccountRow, ContractRow, PaymentRow, PostingRow, TxnRow
 from datavalley.store.base import new_id
+from datavalley.store.pages import Page, paginate
 
 CURRENCY = "CNY"
 RAIL = "bank_transfer"
@@ -326,13 +327,16 @@ def confirm_payment(ctx: Context, payment_id: str, *, confirmed: bool = True) ->
     return to_payment(row)
 
 
-def list_payments(ctx: Context, *, status: str | None = None) -> list[Payment]:
-    stmt = select(PaymentRow).order_by(PaymentRow.id)
+def list_payments(
+    ctx: Context, *, status: str | None = None, limit: int = 50, cursor: str | None = None
+) -> Page[Payment]:
+    """Your payments (all, for overseers), oldest first."""
+    stmt = select(PaymentRow)
     if not ctx.principal.has(Role.OPERATOR, Role.AUDITOR, Role.REGULATOR):
         stmt = stmt.where(PaymentRow.participant_id == ctx.principal.participant_id)
     if status:
         stmt = stmt.where(PaymentRow.status == status)
-    return [to_payment(r) for r in ctx.session.scalars(stmt)]
+    return paginate(ctx.session, stmt, PaymentRow.id, cursor, limit, to_payment)
 
 
 def statement_lines(session: Session, owner: str, start: datetime, end: datetime) -> list[dict[str, Any]]:

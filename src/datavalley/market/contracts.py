@@ -44,6 +44,7 @@ from datavalley.rights.model import RightKind, RightStatus
 from datavalley.rights.rights import _covers, grant_right, is_effective, revoke_right, to_right
 from datavalley.rights.tables import RightRow
 from datavalley.store.base import new_id
+from datavalley.store.pages import Page, paginate
 
 AGREEMENT_FORMAT = "datavalley-agreement/v1"
 DEFAULT_FEE_BPS = 200  # 2 % exchange fee on every release to a provider
@@ -109,14 +110,17 @@ def get_contract(ctx: Context, contract_id: str) -> Contract:
     return to_contract(_get(ctx, contract_id))
 
 
-def list_contracts(ctx: Context, *, state: str | None = None) -> list[Contract]:
+def list_contracts(
+    ctx: Context, *, state: str | None = None, limit: int = 50, cursor: str | None = None
+) -> Page[Contract]:
+    """Contracts the caller is party to (all, for overseers), oldest first."""
     me = ctx.principal.participant_id
-    stmt = select(ContractRow).order_by(ContractRow.id)
+    stmt = select(ContractRow)
     if not ctx.principal.has(Role.OPERATOR, Role.AUDITOR, Role.REGULATOR):
         stmt = stmt.where(or_(ContractRow.provider_id == me, ContractRow.consumer_id == me))
     if state:
         stmt = stmt.where(ContractRow.state == state)
-    return [to_contract(r) for r in ctx.session.scalars(stmt)]
+    return paginate(ctx.session, stmt, ContractRow.id, cursor, limit, to_contract)
 
 
 def _move(ctx: Context, row: ContractRow, to: ContractState, **payload: Any) -> None:
@@ -856,14 +860,11 @@ def _to_use(u: UseRow, row: ContractRow) -> Use:
     )
 
 
-def list_uses(ctx: Context, contract_id: str) -> list[Use]:
+def list_uses(ctx: Context, contract_id: str, *, limit: int = 100, cursor: str | None = None) -> Page[Use]:
+    """Metered uses of a contract, oldest first."""
     row = _get(ctx, contract_id)
-    return [
-        _to_use(u, row)
-        for u in ctx.session.scalars(
-            select(UseRow).where(UseRow.contract_id == row.id).order_by(UseRow.created_at, UseRow.id)
-        )
-    ]
+    stmt = select(UseRow).where(UseRow.contract_id == row.id)
+    return paginate(ctx.session, stmt, UseRow.id, cursor, limit, lambda u: _to_use(u, row))
 
 
 # --- periodic settlement ------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from datavalley.market.contracts import _end, _get, _refund, to_contract
 from datavalley.market.model import ContractState, Dispute
 from datavalley.market.tables import AccountRow, ContractRow, DisputeRow, PostingRow, TxnRow
 from datavalley.store.base import new_id
+from datavalley.store.pages import Page, paginate
 
 
 def _period(start: datetime, end: datetime) -> None:
@@ -364,14 +365,17 @@ def get_dispute(ctx: Context, dispute_id: str) -> Dispute:
     return to_dispute(d)
 
 
-def list_disputes(ctx: Context, *, status: str | None = None) -> list[Dispute]:
-    stmt = select(DisputeRow).order_by(DisputeRow.id)
+def list_disputes(
+    ctx: Context, *, status: str | None = None, limit: int = 50, cursor: str | None = None
+) -> Page[Dispute]:
+    """Disputes you are party to (all, for overseers), oldest first."""
+    stmt = select(DisputeRow)
     if not ctx.principal.has(Role.OPERATOR, Role.AUDITOR, Role.REGULATOR):
         me = ctx.principal.participant_id
         stmt = stmt.where((DisputeRow.claimant_id == me) | (DisputeRow.respondent_id == me))
     if status:
         stmt = stmt.where(DisputeRow.status == status)
-    return [to_dispute(r) for r in ctx.session.scalars(stmt)]
+    return paginate(ctx.session, stmt, DisputeRow.id, cursor, limit, to_dispute)
 
 
 __all__ = [
