@@ -13,6 +13,7 @@ contracts.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import and_, or_, select
@@ -31,6 +32,7 @@ from datavalley.store.base import new_id
 from datavalley.store.pages import Page, paginate
 
 MAX_VALID_DAYS = 3660
+TABLE_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 
 def to_product(r: ProductRow) -> Product:
@@ -123,7 +125,16 @@ def parse_terms(kind: ProductKind, value: Any) -> dict[str, Any]:
     """Validate a product's policy template."""
     if not isinstance(value, dict):
         raise InvalidInput("terms must be an object", field="terms")
-    known = {"purposes", "regions", "max_uses", "valid_days", "privacy", "psi_modes", "max_quantity"}
+    known = {
+        "purposes",
+        "regions",
+        "max_uses",
+        "valid_days",
+        "privacy",
+        "psi_modes",
+        "max_quantity",
+        "tables",
+    }
     unknown = sorted(set(value) - known)
     if unknown:
         raise InvalidInput(f"unknown terms {unknown} (known: {sorted(known)})", field="terms")
@@ -173,6 +184,17 @@ def parse_terms(kind: ProductKind, value: Any) -> dict[str, Any]:
         if "aggregate" in modes:
             privacy = value.get("privacy")
             out.setdefault("privacy", None)
+    if value.get("tables") is not None:
+        tables = value["tables"]
+        if not isinstance(tables, dict) or not tables:
+            raise InvalidInput("terms.tables maps SQL table names to resource IDs", field="terms.tables")
+        for name, rid in tables.items():
+            if not isinstance(name, str) or not TABLE_NAME.fullmatch(name) or not isinstance(rid, str):
+                raise InvalidInput(
+                    f"terms.tables: {name!r} must be a lower-case SQL name naming a resource ID",
+                    field="terms.tables",
+                )
+        out["tables"] = dict(sorted(tables.items()))
     if kind == ProductKind.FILE_DELIVERY and value.get("max_quantity") is not None:
         out["max_quantity"] = _int(value["max_quantity"], "terms.max_quantity", 1, 10**12)
     return out
@@ -227,6 +249,18 @@ def create_product(
     p = parse_price(price)
     t = parse_terms(k, terms)
     rows = _resources(ctx, resource_ids, me)
+    ids = {r.id for r in rows}
+    if "tables" in t:
+        if set(t["tables"].values()) != ids or len(t["tables"]) != len(ids):
+            raise InvalidInput(
+                "terms.tables must name each of the product's resources exactly once", field="terms.tables"
+            )
+    elif k == ProductKind.PRIVATE_ANALYTICS:
+        if len(ids) > 1:
+            raise InvalidInput(
+                "a multi-resource analytics product must name its tables (terms.tables)", field="terms.tables"
+            )
+        t["tables"] = {"data": rows[0].id}
     market = Market.PRIMARY if any(r.public_data for r in rows) else Market.SECONDARY
     tag_list = _strs(tags or [], "tags", allow_empty=True)
     row = ProductRow(
