@@ -483,6 +483,13 @@ class Client:
         )
         return Result(_parse(Use, data), receipts, replayed)
 
+    def query(
+        self, contract_id: str, sql: str, *, epsilon: float | None = None, purpose: str | None = None
+    ) -> Any:
+        """Private SQL under a contract: rows, per-cell noise, suppressed groups, cost and budget left."""
+        body = {"sql": sql, "epsilon": epsilon, "purpose": purpose}
+        return self.request("POST", f"/v1/contracts/{contract_id}/queries", json=body).json()
+
     def uses(self, contract_id: str) -> list[Use]:
         return list(self._iterate(Use, f"/v1/contracts/{contract_id}/uses"))
 

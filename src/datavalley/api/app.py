@@ -96,6 +96,9 @@ def create_app(exchange: Exchange, *, publisher: bool = False) -> FastAPI:
             yield
         finally:
             exchange.ledger.stop_publisher()
+            service = getattr(app.state, "query_service", None)
+            if service is not None:
+                service.close()
 
     app = FastAPI(
         title="datavalley exchange API",

@@ -70,6 +70,13 @@ class DirectOffer(Strict):
     max_quantity: int | None = None
 
 
+class QueryBody(Strict):
+    sql: str = Field(min_length=1, max_length=20_000)
+    epsilon: float | None = None
+    purpose: str | None = None
+    region: str = "CN"
+
+
 class Offer(Strict):
     price: dict[str, Any] | None = None
 
@@ -281,6 +288,20 @@ def use(contract_id: str, body: NewUse, request: Request, caller: Principal = Ca
     """A node authorises and records one use (policy check, budget reservation, metering, payment)."""
     return mutate(
         request, caller, contracts.record_use, contract_id, body=_dump(body), status=201, **body.model_dump()
+    )
+
+
+@router.post("/contracts/{contract_id}/queries")
+def query(contract_id: str, body: QueryBody, request: Request, caller: Principal = Caller) -> Any:
+    """Private SQL on the provider's node under this contract: checked, metered, noised."""
+    from datavalley.node.query import QueryService
+
+    app = request.app
+    service = getattr(app.state, "query_service", None)
+    if service is None:
+        service = app.state.query_service = QueryService(exchange_of(request))
+    return service.run(
+        caller, contract_id, body.sql, epsilon=body.epsilon, purpose=body.purpose, region=body.region
     )
 
 
