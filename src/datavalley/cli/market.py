@@ -447,4 +447,49 @@ def list_disputes(ctx: typer.Context, status: str | None = None) -> None:
     )
 
 
-__all__ = ["CliState", "contracts_app", "disputes", "money", "products"]
+query_app = typer.Typer(
+    help="Private SQL under a contract (aggregates only, noised, metered).", no_args_is_help=True
+)
+
+
+def answer_table(answer: dict[str, Any]) -> Table:
+    """Released rows with each noisy cell's 95 % interval."""
+    t = Table(
+        title=f"released under {answer['contract_id']}" + (" (cached: no charge)" if answer["cached"] else "")
+    )
+    for col in answer["columns"]:
+        t.add_column(col)
+    for row, noise in zip(answer["rows"], answer["noise"], strict=True):
+        cells = []
+        for value, n in zip(row, noise, strict=True):
+            if n is None:
+                cells.append("" if value is None else str(value))
+            else:
+                shown = f"{value:,.2f}" if isinstance(value, float) else f"{value:,}"
+                cells.append(f"{shown}  [dim]±95% [{n['ci95'][0]:,.1f}, {n['ci95'][1]:,.1f}][/dim]")
+        t.add_row(*cells)
+    suppressed = answer.get("suppressedGroups")
+    t.caption = f"ε charged {answer['charged']:g}, budget left {answer['budget_left']:g}; " + (
+        "groups released by DP thresholding" if suppressed is None else f"{suppressed} group(s) suppressed"
+    )
+    return t
+
+
+@query_app.command("run")
+def run_query(
+    ctx: typer.Context,
+    sql: str = typer.Argument(..., help="SELECT keys, COUNT/SUM/AVG … FROM the product's tables"),
+    contract: str = typer.Option(..., "--contract", help="the contract to query under"),
+    epsilon: float | None = typer.Option(None, help="privacy cost of this query (default 0.5)"),
+    purpose: str | None = None,
+) -> None:
+    """Run private SQL on the provider's node: only noised, suppressed aggregates come back."""
+    st = state(ctx)
+    answer = st.client().query(contract, sql, epsilon=epsilon, purpose=purpose)
+    if st.as_json:
+        typer.echo(json.dumps(answer, ensure_ascii=False, indent=2))
+        return
+    console.print(answer_table(answer))
+
+
+__all__ = ["CliState", "contracts_app", "disputes", "money", "products", "query_app"]
