@@ -4,6 +4,7 @@ refusals that move nothing, termination and refunds, with the money invariants c
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -20,7 +21,7 @@ from datavalley.errors import (
 )
 from datavalley.market.model import Product
 from datavalley.market.policy import parse
-from market.conftest import Party, assert_money_ok, digest_of, fund, negotiate, onboard, use
+from market.conftest import Party, assert_money_ok, digest_of, fund, list_product, negotiate, onboard, use
 
 
 def _available(party: Party) -> int:
@@ -278,3 +279,53 @@ def test_contract_lists_are_cursor_paginated_and_scoped(
     assert onboard(world, "Bystander", ["consumer"]).client.contracts() == []
     with pytest.raises(InvalidInput, match="cursor"):
         insurer.client.get("/v1/contracts", cursor="garbage")
+
+
+PSI_TERMS = {
+    "purposes": ["credit-risk"],
+    "max_uses": 5,
+    "psi_modes": ["cardinality", "aggregate"],
+    "psi": {"id_column": "driver_phone", "id_kind": "phone", "columns": {"fare_cny": [0, 4000]}},
+    "privacy": {"epsilon": 2.0, "epsilon_per_session": 0.5},
+}
+
+
+def test_psi_products_and_both_nodes_recording_one_session(
+    world: World, logistics: Party, insurer: Party, trip_resource: str
+) -> None:
+    for bad, field in (
+        ({**PSI_TERMS, "psi": {"id_column": "driver_phone", "id_kind": "fax"}}, "terms.psi.id_kind"),
+        ({**PSI_TERMS, "psi": {"id_column": "driver_phone", "id_kind": "phone"}}, "terms.psi.columns"),
+        ({**PSI_TERMS, "privacy": {}}, "terms.privacy.epsilon"),
+    ):
+        with pytest.raises(InvalidInput) as err:
+            logistics.client.create_product(
+                name="psi",
+                kind="set_intersection",
+                resource_ids=[trip_resource],
+                price={"model": "per_query", "amount": 100},
+                terms=bad,
+            )
+        assert err.value.details["field"] == field
+    product = list_product(world, logistics, trip_resource, kind="set_intersection", terms=PSI_TERMS)
+    assert product.terms["psi"]["columns"] == {"fare_cny": [0, 4000]}
+    c = negotiate(logistics, insurer, product.id, purpose="credit-risk", max_uses=2)
+    assert parse(c.policy).psi_modes == ("aggregate", "cardinality") and parse(c.policy).privacy_budget == 2.0
+    session = {
+        "operation": "dv:intersect",
+        "purpose": "credit-risk",
+        "mode": "aggregate",
+        "privacy_cost": 0.5,
+        "request_digest": digest_of("transcript of session s1"),
+        "node_key": "psi:s1",
+    }
+    with pytest.raises(PolicyViolation, match="mode 'intersection'"):
+        logistics.client.record_use(c.id, **{**session, "mode": "intersection", "node_key": "psi:s0"})
+    first = logistics.client.record_use(c.id, **session)  # the provider's node reserves before release
+    second = insurer.client.record_use(c.id, **session)  # the consumer's node reports the same session
+    assert second.value.id == first.value.id and insurer.client.get_contract(c.id).uses == 1
+    assert [json.loads(base64.b64decode(r["entry"]))["type"] for r in second.receipts] == [
+        "contract.use_attested"
+    ]
+    assert insurer.client.get_contract(c.id).budget_spent == pytest.approx(0.5)
+    assert_money_ok(world)

@@ -768,6 +768,20 @@ def record_use(
             select(UseRow).where(UseRow.contract_id == row.id, UseRow.node_key == node_key)
         ).first()
         if seen is not None:
+            if (
+                me is not None
+                and seen.recorded_by not in (None, me)
+                and seen.attested_by is None
+                and seen.request_digest == request_digest
+            ):
+                # the other party's node reports the same use (e.g. both ends of a PSI session): its
+                # attestation goes on the ledger too, without a second charge
+                seen.attested_by = me
+                ctx.emit(
+                    "contract.use_attested",
+                    [row.id, seen.id],
+                    {"id": seen.id, "contract": row.id, "by": me, "request": request_digest},
+                )
             return _to_use(seen, row)
     if row.state != ContractState.FINALIZED:
         raise PolicyViolation(f"contract {contract_id} is {row.state}: no use is allowed", state=row.state)
@@ -824,6 +838,8 @@ def record_use(
         amount=amount,
         request_digest=request_digest,
         node_key=node_key,
+        recorded_by=me,
+        attested_by=None,
         created_at=ctx.now,
     )
     ctx.session.add(use)

@@ -127,6 +127,7 @@ def parse_terms(kind: ProductKind, value: Any) -> dict[str, Any]:
         raise InvalidInput("terms must be an object", field="terms")
     known = {
         "purposes",
+        "psi",
         "regions",
         "max_uses",
         "valid_days",
@@ -173,17 +174,31 @@ def parse_terms(kind: ProductKind, value: Any) -> dict[str, Any]:
                 raise InvalidInput("terms.privacy.rules must be an object", field="terms.privacy.rules")
             p["rules"] = privacy["rules"]
         out["privacy"] = p
-    elif value.get("privacy") is not None:
-        raise InvalidInput("privacy terms apply only to private analytics products", field="terms.privacy")
+    elif value.get("privacy") is not None and kind != ProductKind.SET_INTERSECTION:
+        raise InvalidInput("privacy terms apply only to analytics and PSI products", field="terms.privacy")
     if kind == ProductKind.SET_INTERSECTION:
         modes = _strs(value.get("psi_modes", ["cardinality"]), "terms.psi_modes")
         bad = [m for m in modes if m not in PSI_MODES]
         if bad:
             raise InvalidInput(f"unknown PSI modes {bad} (known: {list(PSI_MODES)})", field="terms.psi_modes")
         out["psi_modes"] = modes
+        out["psi"] = _psi_terms(value.get("psi"), aggregate="aggregate" in modes)
         if "aggregate" in modes:
             privacy = value.get("privacy")
-            out.setdefault("privacy", None)
+            eps = privacy.get("epsilon") if isinstance(privacy, dict) else None
+            if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0 < eps <= 100:
+                raise InvalidInput(
+                    "aggregate PSI needs terms.privacy.epsilon (the contract's budget) in (0, 100]",
+                    field="terms.privacy.epsilon",
+                )
+            per = (
+                privacy.get("epsilon_per_session", min(float(eps), 1.0)) if isinstance(privacy, dict) else 1.0
+            )
+            if isinstance(per, bool) or not isinstance(per, int | float) or not 0 < per <= eps:
+                raise InvalidInput(
+                    "terms.privacy.epsilon_per_session must be in (0, epsilon]", field="terms.privacy"
+                )
+            out["privacy"] = {"epsilon": float(eps), "epsilon_per_session": float(per)}
     if value.get("tables") is not None:
         tables = value["tables"]
         if not isinstance(tables, dict) or not tables:
@@ -198,6 +213,41 @@ def parse_terms(kind: ProductKind, value: Any) -> dict[str, Any]:
     if kind == ProductKind.FILE_DELIVERY and value.get("max_quantity") is not None:
         out["max_quantity"] = _int(value["max_quantity"], "terms.max_quantity", 1, 10**12)
     return out
+
+
+PSI_ID_KINDS = ("phone", "cn_ric", "text")
+
+
+def _psi_terms(value: Any, *, aggregate: bool) -> dict[str, Any]:
+    """``{"id_column", "id_kind", "columns": {name: [low, high]}}``: which column of the provider's data
+    is matched, how IDs are normalised, and (aggregate mode) which integer columns may be summed."""
+    if not isinstance(value, dict):
+        raise InvalidInput(
+            "a set intersection product needs terms.psi {id_column, id_kind}", field="terms.psi"
+        )
+    col, kind = value.get("id_column"), value.get("id_kind")
+    if not isinstance(col, str) or not col:
+        raise InvalidInput("terms.psi.id_column must name the ID column", field="terms.psi.id_column")
+    if kind not in PSI_ID_KINDS:
+        raise InvalidInput(f"terms.psi.id_kind must be one of {PSI_ID_KINDS}", field="terms.psi.id_kind")
+    columns = value.get("columns") or {}
+    if not isinstance(columns, dict):
+        raise InvalidInput("terms.psi.columns maps column names to [low, high]", field="terms.psi.columns")
+    out_cols = {}
+    for name, bounds in columns.items():
+        if (
+            not isinstance(bounds, list)
+            or len(bounds) != 2
+            or not all(isinstance(b, int) and not isinstance(b, bool) for b in bounds)
+            or bounds[0] > bounds[1]
+        ):
+            raise InvalidInput(
+                f"terms.psi.columns.{name} must be [low, high] integers", field="terms.psi.columns"
+            )
+        out_cols[str(name)] = [int(bounds[0]), int(bounds[1])]
+    if aggregate and not out_cols:
+        raise InvalidInput("aggregate PSI needs at least one bounded column", field="terms.psi.columns")
+    return {"id_column": col, "id_kind": kind, "columns": dict(sorted(out_cols.items()))}
 
 
 def _resources(ctx: Context, ids: Any, provider: str) -> list[ResourceRow]:

@@ -89,6 +89,12 @@ class UseRow(Base):
     amount: Mapped[int] = mapped_column(BigInteger)
     request_digest: Mapped[str] = mapped_column(String(80))
     node_key: Mapped[str | None] = mapped_column(String(200), nullable=True)  # the node's own dedupe key
+    recorded_by: Mapped[str | None] = mapped_column(
+        String(40), nullable=True
+    )  # participant whose node recorded it
+    attested_by: Mapped[str | None] = mapped_column(
+        String(40), nullable=True
+    )  # the other party's node, if it did
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (UniqueConstraint("contract_id", "node_key", name="uq_contract_uses_node_key"),)

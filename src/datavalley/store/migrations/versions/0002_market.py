@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-22 08:44:46.047777
+Create Date: 2026-11-22 09:19:02.590316
 """
 
 from __future__ import annotations
@@ -166,6 +166,8 @@ def upgrade() -> None:
         sa.Column("amount", sa.BigInteger(), nullable=False),
         sa.Column("request_digest", sa.String(length=80), nullable=False),
         sa.Column("node_key", sa.String(length=200), nullable=True),
+        sa.Column("recorded_by", sa.String(length=40), nullable=True),
+        sa.Column("attested_by", sa.String(length=40), nullable=True),
         sa.Column("created_at", datavalley.store.base.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["contract_id"], ["contracts.id"], name=op.f("fk_contract_uses_contract_id_contracts")
