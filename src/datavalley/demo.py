@@ -19,6 +19,7 @@ from rich.panel import Panel
 from rich.table import Table
 from stdnum.cn import uscc
 
+from datavalley import demo_data
 from datavalley.api.app import create_app
 from datavalley.client import Client
 from datavalley.errors import InvalidInput
@@ -225,7 +226,6 @@ def _registration_act(
     """Registration and rights: three providers register data on their nodes; rights are granted."""
     from datetime import UTC, datetime, timedelta
 
-    from datavalley import demo_data
     from datavalley.cli.registry import resource_table, title_tree
     from datavalley.node.analysis import analyse_source, location_of, registration_payload
     from datavalley.node.registry import NodeRegistry
@@ -238,7 +238,7 @@ def _registration_act(
     datasets = [
         (
             "logistics",
-            demo_data.write_trips(data / "trips.csv", 5_000),
+            demo_data.write_trips(data / "trips.csv", 40_000),
             "货运行程 Freight trips 2026",
             "transport",
             "general",
@@ -385,7 +385,18 @@ def _market_act(
             "regions": ["CN"],
             "max_uses": 50,
             "valid_days": 180,
-            "privacy": {"min_group_size": 10, "epsilon": 2.0, "privacy_unit": "driver_id"},
+            "tables": {"trips": trips},
+            "privacy": {
+                "min_group_size": 10,
+                "epsilon": 2.0,
+                "privacy_unit": "driver_id",
+                "rules": {
+                    "max_rows_per_unit": 10,
+                    "max_groups_per_unit": 3,
+                    "clamps": {"fare_cny": [0, 4000], "distance_km": [0, 900]},
+                    "public_keys": {"dest_province": list(demo_data.PROVINCES)},
+                },
+            },
         },
         tags=["freight", "logistics", "insurance"],
         description="Aggregates over freight trips; no row ever leaves the logistics company's node.",
@@ -439,23 +450,63 @@ def _market_act(
 def _analytics_act(
     console: Console, op: Client, people: dict[str, Party], contract_id: str
 ) -> dict[str, Any]:
-    """Placeholder until the node's private SQL service is wired: the node records uses it served."""
-    import hashlib
+    """The insurer queries the trips through its contract: only noised, suppressed aggregates come back."""
+    from datavalley.cli.market import answer_table
+    from datavalley.errors import BudgetExhausted
 
+    console.rule("usable but invisible: private SQL on the logistics company's node")
     insurer = people["insurer"]
-    for sql in (
-        "SELECT dest_province, COUNT(*) FROM trips GROUP BY dest_province",
-        "SELECT dest_province, AVG(fare_cny) FROM trips GROUP BY dest_province",
-    ):
-        insurer.client.record_use(
-            contract_id,
-            operation="dv:aggregateQuery",
-            purpose="insurance-pricing",
-            request_digest="sha256:" + hashlib.sha256(sql.encode()).hexdigest(),
-            privacy_cost=0.5,
-            min_group_size=10,
+    queries = [
+        (
+            "trip counts per destination province",
+            "SELECT dest_province, COUNT(*) AS trips FROM trips GROUP BY dest_province ORDER BY trips DESC",
+            0.5,
+        ),
+        (
+            "average fare per province and month (first quarter)",
+            "SELECT dest_province, month, AVG(fare_cny) AS "
+            "avg_fare, COUNT(*) AS trips FROM trips WHERE month <= '2026-03' GROUP BY dest_province, month "
+            "HAVING COUNT(*) > 100 ORDER BY dest_province, month LIMIT 12",
+            0.75,
+        ),
+        (
+            "trip counts per destination province (asked again)",
+            "select dest_province, count(*) as trips from trips group by dest_province order by trips desc",
+            0.5,
+        ),
+        ("average distance", "SELECT AVG(distance_km) AS avg_km FROM trips", 0.5),
+        ("total fares", "SELECT SUM(fare_cny) AS fares FROM trips", 0.5),
+    ]
+    budget = Table(title="privacy budget of the contract (ε), query by query")
+    for col in ("query", "ε charged", "ε left", "suppressed groups", "note"):
+        budget.add_column(col)
+    answered, refused = 0, 0
+    for title, sql, eps in queries:
+        try:
+            answer = insurer.client.query(contract_id, sql, epsilon=eps)
+        except BudgetExhausted as exc:
+            refused += 1
+            budget.add_row(title, "0", "—", "—", f"[red]refused: {exc.message.split(': ', 1)[-1]}[/red]")
+            continue
+        answered += 1
+        if answered <= 2:
+            console.print(f"   [bold]{title}[/bold]: [dim]{sql}[/dim]")
+            console.print(answer_table(answer))
+        supp = answer.get("suppressedGroups")
+        budget.add_row(
+            title,
+            f"{answer['charged']:g}",
+            f"{answer['budget_left']:g}",
+            "DP threshold" if supp is None else str(supp),
+            "cached: same answer, no charge" if answer["cached"] else "",
         )
-    return {}
+    console.print(budget)
+    console.print(
+        "13. Each answer was checked against the contract, metered, noised with OpenDP's discrete Laplace "
+        "sampler and charged to the contract's ε budget; groups with fewer than 10 drivers were suppressed; "
+        "the repeated query cost nothing; once the budget was spent the next query was refused."
+    )
+    return {"queries_answered": answered, "queries_refused": refused}
 
 
 def _settlement_act(

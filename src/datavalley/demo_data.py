@@ -72,6 +72,7 @@ def write_trips(path: Path, rows: int, seed: int = 1) -> Path:
                 "distance_km",
                 "fare_cny",
                 "departed_at",
+                "month",
             ]
         )
         for i in range(rows):
@@ -89,6 +90,7 @@ def write_trips(path: Path, rows: int, seed: int = 1) -> Path:
                     rng.randint(3, 900),
                     rng.randint(15, 4000),
                     at.strftime("%Y-%m-%d %H:%M:%S"),
+                    at.strftime("%Y-%m"),
                 ]
             )
     return path

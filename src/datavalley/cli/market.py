@@ -462,8 +462,10 @@ def answer_table(answer: dict[str, Any]) -> Table:
     for row, noise in zip(answer["rows"], answer["noise"], strict=True):
         cells = []
         for value, n in zip(row, noise, strict=True):
-            if n is None:
-                cells.append("" if value is None else str(value))
+            if value is None:
+                cells.append("—")  # e.g. an AVG whose noisy count was not positive
+            elif n is None:
+                cells.append(str(value))
             else:
                 shown = f"{value:,.2f}" if isinstance(value, float) else f"{value:,}"
                 cells.append(f"{shown}  [dim]±95% [{n['ci95'][0]:,.1f}, {n['ci95'][1]:,.1f}][/dim]")

@@ -198,7 +198,10 @@ class QueryService:
         key = f"{contract_id}:{q.digest}:{data_version}"
         cached = self.cache.get(key)
         if cached is not None:
-            return {**cached, "cached": True, "charged": 0.0}
+            now = ex.read(principal, contracts.get_contract, contract_id)
+            left = None if terms.privacy_budget is None else terms.privacy_budget - now.budget_spent
+            uses_left = None if terms.max_uses is None else terms.max_uses - now.uses
+            return {**cached, "cached": True, "charged": 0.0, "budget_left": left, "uses_left": uses_left}
         exact = self._engine(sources).run(q)
         cost = q.cost.epsilon if q.cost.epsilon is not None else (q.cost.rho or 0.0)
         use = ex.run(
