@@ -3,6 +3,7 @@ noise and suppression, the budget drained and never overdrawn, repeats free, bad
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,21 @@ def test_changed_data_is_not_queried_under_the_old_registration(
         )
     with pytest.raises(Conflict, match="not the registered version"):
         insurer.client.query(contract.id, COUNT_SQL)
+
+
+def test_query_from_the_cli(
+    world: World, insurer: Party, contract: Contract, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli.test_cli import run
+
+    args = ["--home", str(world.home), "--token", insurer.token]
+    code, out, _ = run(
+        capsys, *args, "query", "run", COUNT_SQL, "--contract", contract.id, "--epsilon", "0.25"
+    )
+    assert code == 0 and "±95%" in out and "budget left 1.75" in out
+    code, out, _ = run(
+        capsys, *args, "--json", "query", "run", COUNT_SQL, "--contract", contract.id, "--epsilon", "0.25"
+    )
+    assert code == 0 and json.loads(out)["cached"] is True
+    code, _, err = run(capsys, *args, "query", "run", "SELECT * FROM trips", "--contract", contract.id)
+    assert code == 7 and err.strip()  # PolicyViolation: the message says what is not allowed
