@@ -68,7 +68,11 @@ def catalog(world: World, tmp_path: Path) -> Catalog:
             beta, tmp_path, "门诊 visits", "visit_id,dept\n1,心内科\n", sector="health", tags=["medical"]
         ),
         "percent": _register(
-            beta, tmp_path, "Growth 100% by_region", "region,growth\nA,1\n", sector="health"
+            beta,
+            tmp_path,
+            "Growth 100% by_region, O'Hara's back\\slash",
+            "region,growth\nA,1\n",
+            sector="health",
         ),
     }
     alpha.client.resource_action(r["cancelled"].id, "cancel", {"reason": "superseded"})
@@ -109,6 +113,14 @@ def test_like_wildcards_are_literal(world: World, catalog: Catalog) -> None:
     # "_" is a wildcard in LIKE; here it must only match a real underscore.
     assert _ids(_search(world, op, q="by_region")) == {r["percent"]}
     assert _ids(_search(world, op, q="p_ones")) == set()
+    # Terms go into the SQL text as literals (see catalog.search._contains): quotes and backslashes are
+    # matched as themselves, never as SQL or as LIKE escapes.
+    assert _ids(_search(world, op, q="o'hara's")) == {r["percent"]}
+    assert _ids(_search(world, op, q="'")) == {r["percent"]}
+    assert _ids(_search(world, op, q="back\\slash")) == {r["percent"]}
+    assert _ids(_search(world, op, q="\\")) == {r["percent"]}
+    assert _ids(_search(world, op, q="x');--")) == set()
+    assert _ids(_search(world, op, tags=["a' OR '1'='1"])) == set()
 
 
 def test_filters_and_whole_tag_match(world: World, catalog: Catalog) -> None:
@@ -142,6 +154,10 @@ def test_facets_count_all_matches_across_pages(world: World, catalog: Catalog) -
     whole = _search(world, reader, limit=50)
     assert whole.page.next_cursor is None
     assert (whole.total, whole.facets) == (first.total, first.facets)
+    # An overseer's plain browse counts each facet on its own column (index scans): same figures again.
+    op_paged, op_whole = _search(world, catalog.operator, limit=1), _search(world, catalog.operator, limit=50)
+    assert (op_paged.total, op_paged.facets) == (op_whole.total, op_whole.facets) and op_whole.total == 6
+    assert op_whole.facets["pii_present"] == {"true": 1, "false": 5}
     for q in ("trips", "nothing-matches", "health"):
         assert _search(world, reader, q=q, limit=50).facets == _search(world, reader, q=q, limit=1).facets, q
 

@@ -6,7 +6,11 @@ overseers (operator, auditor, regulator) see everything; a participant sees its 
 
 Full text matches every whitespace-separated term (AND) as a case-insensitive substring of the resource's
 name, description, tags, column names and sector (``search_text``), which works for Chinese without a
-word segmenter. On PostgreSQL a trigram index (pg_trgm) serves these substring matches.
+word segmenter. On PostgreSQL a trigram index (pg_trgm) serves these substring matches for terms of three
+or more word characters; shorter terms, and Chinese text in a database with the C locale (pg_trgm then
+makes no trigrams of it), scan the table, as every substring search does on SQLite. Facets are counted
+in one grouped query (or from the first page when it holds every match). Measured costs:
+docs/BENCHMARKS.md, "Catalog search".
 """
 
 from __future__ import annotations
@@ -15,13 +19,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, or_, select
+from sqlalchemy import ColumnElement, String, and_, bindparam, false, func, or_, select
 
 from datavalley.errors import InvalidInput
 from datavalley.exchange import Context
 from datavalley.identity.model import Role
 from datavalley.rights.model import Grade, Resource, ResourceStatus
-from datavalley.rights.registration import to_resource
+from datavalley.rights.registration import oversees, to_resource
 from datavalley.rights.tables import ResourceRow
 from datavalley.store.pages import Page, paginate
 
@@ -45,6 +49,19 @@ class SearchResult:
 
 def _escape_like(term: str) -> str:
     return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _contains(pattern: str) -> ColumnElement[bool]:
+    """``search_text LIKE pattern`` with the pattern rendered into the SQL text, not bound.
+
+    With a bound pattern PostgreSQL may switch to a generic plan once psycopg prepares the statement
+    (its fifth run on a connection), and the generic plan always takes the trigram index. For a pattern
+    without trigrams (two characters; Chinese text under the C locale) that index returns every row, and
+    the query got about four times slower than a sequential scan. A literal
+    pattern is planned with its value every time. SQLAlchemy renders and escapes the literal.
+    """
+    value = bindparam(None, pattern, type_=String, literal_execute=True)
+    return ResourceRow.search_text.like(value, escape="\\")
 
 
 def visibility(ctx: Context) -> ColumnElement[bool]:
@@ -76,7 +93,7 @@ def search_resources(
         raise InvalidInput("query must be at most 200 characters", field="q")
     conds: list[ColumnElement[bool]] = [visibility(ctx)]
     for term in q.lower().split():
-        conds.append(ResourceRow.search_text.like(f"%{_escape_like(term)}%", escape="\\"))
+        conds.append(_contains(f"%{_escape_like(term)}%"))
     if sector:
         conds.append(ResourceRow.sector == sector)
     if grade:
@@ -95,7 +112,7 @@ def search_resources(
             raise InvalidInput(f"unknown status {status!r}", field="status") from None
     for tag in tags or []:
         # search_text holds each tag as " #tag " (see rights.registration._search_text): whole-tag match.
-        conds.append(ResourceRow.search_text.like(f"% #{_escape_like(tag.strip().lower())} %", escape="\\"))
+        conds.append(_contains(f"% #{_escape_like(tag.strip().lower())} %"))
     where = and_(*conds)
     seen: list[tuple[Any, ...]] = []
 
@@ -111,11 +128,26 @@ def search_resources(
             # The first page holds every match: count the facets from it instead of scanning again.
             # (A selective substring search scans the whole table once for the page already.)
             facets, total = _count_facets((*values, 1) for values in seen)
+        elif len(conds) == 1 and oversees(ctx) and ctx.session.get_bind().dialect.name == "sqlite":
+            # An overseer browsing everything on SQLite: each facet is a GROUP BY its own indexed column,
+            # answered from that index alone (four index scans cost ~40 ms, one table scan ~450 ms at 100k
+            # resources). PostgreSQL scans the heap for each of them instead, so it keeps the one query.
+            facets = {name: _facet(ctx, column, where) for name, column in _FACET_COLUMNS.items()}
+            total = sum(facets["grade"].values())
         else:
             columns = list(_FACET_COLUMNS.values())
             grouped = ctx.session.execute(select(*columns, func.count()).where(where).group_by(*columns))
             facets, total = _count_facets(grouped)
     return SearchResult(page, total, facets)
+
+
+def _facet(ctx: Context, column: Any, where: ColumnElement[bool]) -> dict[str, int]:
+    rows = ctx.session.execute(select(column, func.count()).where(where).group_by(column)).all()
+    return {_facet_key(value): int(n) for value, n in rows}
+
+
+def _facet_key(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _count_facets(groups: Iterable[Sequence[Any]]) -> tuple[dict[str, dict[str, int]], int]:
@@ -131,6 +163,6 @@ def _count_facets(groups: Iterable[Sequence[Any]]) -> tuple[dict[str, dict[str, 
         n = int(count)
         total += n
         for name, value in zip(_FACET_COLUMNS, values, strict=True):
-            key = str(value).lower() if isinstance(value, bool) else str(value)
+            key = _facet_key(value)
             facets[name][key] = facets[name].get(key, 0) + n
     return facets, total
