@@ -329,3 +329,13 @@ def test_psi_products_and_both_nodes_recording_one_session(
     ]
     assert insurer.client.get_contract(c.id).budget_spent == pytest.approx(0.5)
     assert_money_ok(world)
+
+
+def test_a_consumer_keeps_seeing_the_product_of_its_running_contract_after_delisting(
+    world: World, logistics: Party, insurer: Party, analytics: Product
+) -> None:
+    negotiate(logistics, insurer, analytics.id, max_uses=3)
+    logistics.client.product_action(analytics.id, "delist", {"reason": "v2"})
+    assert insurer.client.get_product(analytics.id).status == "delisted"
+    with pytest.raises(NotFound):
+        onboard(world, "Stranger", ["consumer"]).client.get_product(analytics.id)

@@ -13,6 +13,7 @@ from rich.text import Text
 from datavalley.cli.identity import keys, members, participants, tokens
 from datavalley.cli.ledger import ledger
 from datavalley.cli.market import contracts_app, disputes, money, products, query_app
+from datavalley.cli.psi import psi_app
 from datavalley.cli.registry import catalog, cert, objections, resources, rights_app, rules
 from datavalley.cli.state import CliState, console, err_console, kv_table, output, state
 from datavalley.errors import DatavalleyError
@@ -39,6 +40,7 @@ app.add_typer(contracts_app, name="contracts")
 app.add_typer(money, name="money")
 app.add_typer(disputes, name="disputes")
 app.add_typer(query_app, name="query")
+app.add_typer(psi_app, name="psi")
 
 
 @app.callback()

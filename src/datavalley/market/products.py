@@ -425,13 +425,31 @@ def compliance_checklist(ctx: Context, row: ProductRow) -> list[dict[str, Any]]:
     return items
 
 
+def _party_to_contract_on(ctx: Context, product_id: str) -> bool:
+    """Whether the caller is the consumer of a contract on the product (it keeps seeing it once delisted)."""
+    from datavalley.market.tables import ContractRow
+
+    me = ctx.principal.participant_id
+    if me is None:
+        return False
+    return (
+        ctx.session.scalars(
+            select(ContractRow.id).where(ContractRow.product_id == product_id, ContractRow.consumer_id == me)
+        ).first()
+        is not None
+    )
+
+
 def _get(ctx: Context, product_id: str, *, lock: bool = False) -> ProductRow:
     stmt = select(ProductRow).where(ProductRow.id == product_id)
     if lock:
         stmt = stmt.with_for_update()
     row = ctx.session.scalars(stmt).first()
     if row is None or not (
-        row.status == ListingStatus.LISTED or row.provider_id == ctx.principal.participant_id or oversees(ctx)
+        row.status == ListingStatus.LISTED
+        or row.provider_id == ctx.principal.participant_id
+        or oversees(ctx)
+        or _party_to_contract_on(ctx, row.id)
     ):
         raise NotFound(f"product {product_id} does not exist", product_id=product_id)
     return row
