@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -65,7 +64,7 @@ from datavalley.identity.model import ParticipantKey
 from datavalley.keys import decode_public_key, public_key_b64
 from datavalley.market.model import Contract, ContractState, Product, ProductKind, Use
 from datavalley.market.policy import UseRequest, UseState, evaluate, parse
-from datavalley.node.registry import NodeRegistry
+from datavalley.node.registry import FingerprintCache, NodeRegistry
 from datavalley.privacy import noise
 from datavalley.psi.datasets import CsvDataset, LinesDataset
 from datavalley.psi.http import psi_router
@@ -441,32 +440,8 @@ class RegistryDataSource:
     def __init__(self, registry: NodeRegistry, client: Client) -> None:
         self.registry = registry
         self.client = client
-        self._fingerprints: dict[tuple[str, int, int, int], str] = {}
+        self._fingerprints = FingerprintCache()
         self._lock = threading.Lock()
-
-    def _current_fingerprint(self, path: str, fmt: str) -> str:
-        # as datavalley.node.query.QueryService._current_fingerprint: recomputed when size/mtime change
-        from datavalley.catalog.fingerprint import fingerprint
-        from datavalley.catalog.sources import connect, open_source
-
-        try:
-            st = os.stat(path)
-        except OSError as exc:
-            raise Conflict(f"the node cannot read its copy of {path}: {exc.strerror}") from None
-        key = (path, st.st_size, st.st_mtime_ns, st.st_ino)
-        with self._lock:
-            known = self._fingerprints.get(key)
-        if known is None:
-            try:
-                with connect(open_source(path, format=fmt)) as conn:
-                    known = fingerprint(conn).value
-            except Exception as exc:  # any reader failure: the node cannot vouch for this data
-                raise Conflict(
-                    f"the node cannot read its copy of {path}: {str(exc).splitlines()[0]}"
-                ) from None
-            with self._lock:
-                self._fingerprints[key] = known
-        return known
 
     def open(self, grant: Grant) -> PsiDataset:
         """The dataset for ``grant`` (raises :class:`NotFound`, or :class:`Conflict` when it changed)."""
@@ -484,7 +459,7 @@ class RegistryDataSource:
                 f"resource {rid} is a {loc.format} {loc.kind}; PSI on this node reads CSV files",
                 resource_id=rid,
             )
-        current = self._current_fingerprint(loc.location, loc.format)
+        current = self._fingerprints.current(loc.location, loc.format)
         if current != resource.fingerprint:
             raise Conflict(
                 f"the node's copy of resource {rid} is not the registered version "

@@ -32,7 +32,7 @@ from datavalley.market import contracts
 from datavalley.market.model import ContractState, ProductKind
 from datavalley.market.policy import parse
 from datavalley.market.products import get_product
-from datavalley.node.registry import NodeRegistry
+from datavalley.node.registry import FingerprintCache, NodeRegistry
 from datavalley.privacy import DuckDBEngine, PrivacyRules, ProductSchema, TableSpec, compile_query, release
 from datavalley.rights.registration import get_resource
 
@@ -86,7 +86,7 @@ class QueryService:
         self.cache = ReleaseCache(home / "node" / "releases.db")
         self._engines: OrderedDict[tuple[tuple[str, str], ...], DuckDBEngine] = OrderedDict()
         self._lock = threading.Lock()
-        self._fingerprints: dict[tuple[str, int, int, int], str] = {}
+        self._fingerprints = FingerprintCache()
 
     def close(self) -> None:
         with self._lock:
@@ -107,29 +107,6 @@ class QueryService:
             while len(self._engines) > MAX_ENGINES:
                 self._engines.popitem(last=False)[1].close()
             return engine
-
-    def _current_fingerprint(self, path: str, fmt: str) -> str:
-        """The ``dvfp1`` fingerprint of the file as it is now (recomputed whenever size or mtime change)."""
-        import os
-
-        from datavalley.catalog.fingerprint import fingerprint
-        from datavalley.catalog.sources import connect, open_source
-
-        st = os.stat(path)
-        key = (path, st.st_size, st.st_mtime_ns, st.st_ino)
-        with self._lock:
-            known = self._fingerprints.get(key)
-        if known is None:
-            try:
-                with connect(open_source(path, format=fmt)) as conn:
-                    known = fingerprint(conn).value
-            except Exception as exc:  # any reader failure: the node cannot vouch for this data
-                raise Conflict(
-                    f"the node cannot read its copy of {path}: {str(exc).splitlines()[0]}"
-                ) from None
-            with self._lock:
-                self._fingerprints[key] = known
-        return known
 
     def run(
         self,
@@ -171,7 +148,7 @@ class QueryService:
                 ) from None
             if loc.kind != "file":
                 raise Conflict(f"resource {rid} lives in a database; private SQL runs on file sources here")
-            current = self._current_fingerprint(loc.location, loc.format)
+            current = self._fingerprints.current(loc.location, loc.format)
             if current != res.fingerprint:
                 raise Conflict(
                     f"the node's copy of resource {rid} is not the registered version "

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from datavalley.errors import InvalidInput, NotFound
+from datavalley.errors import Conflict, InvalidInput, NotFound
 
 
 @dataclass(frozen=True)
@@ -61,3 +62,35 @@ class NodeRegistry:
         if raw is None:
             raise NotFound(f"resource {resource_id} is not held by this node", resource_id=resource_id)
         return Location(**raw)
+
+
+class FingerprintCache:
+    """The ``dvfp1`` fingerprint of a file as it is now, recomputed (one scan) whenever its size, mtime or
+    inode change — so a node never computes on data that differs from what was registered."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str, int, int, int], str] = {}
+        self._lock = threading.Lock()
+
+    def current(self, path: str, fmt: str) -> str:
+        """The fingerprint of ``path`` now (raises :class:`Conflict` if the node cannot read it)."""
+        from datavalley.catalog.fingerprint import fingerprint
+        from datavalley.catalog.sources import connect, open_source
+
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise Conflict(f"the node cannot read its copy of {path}: {exc.strerror}") from None
+        key = (path, st.st_size, st.st_mtime_ns, st.st_ino)
+        with self._lock:
+            known = self._known.get(key)
+        if known is None:
+            try:
+                with connect(open_source(path, format=fmt)) as conn:
+                    known = fingerprint(conn).value
+            except Exception as exc:  # any reader failure: the node cannot vouch for this data
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise Conflict(f"the node cannot read its copy of {path}: {first}") from None
+            with self._lock:
+                self._known[key] = known
+        return known
