@@ -20,7 +20,8 @@ from sqlglot import exp
 from datavalley.canonical import digest as canonical_digest
 from datavalley.errors import InvalidInput, PolicyViolation
 from datavalley.privacy import noise
-from datavalley.privacy.plan import Col, QueryPlan, plan_query, public_domain
+from datavalley.privacy.plan import QueryPlan, plan_query, public_domain
+from datavalley.privacy.resolve import Col
 from datavalley.privacy.rewrite import CLAMP_META, Measure, build_exact
 from datavalley.privacy.rules import NUMERIC_TYPES, PrivacyRules, ProductSchema, lookup
 

@@ -1,7 +1,8 @@
 """Engines that run a compiled query's exact SQL next to the data; DuckDB here, Spark in ``spark.py``.
 
-Defence in depth (docs/PRIVATE_SQL.md, "Sandbox"): the allowlist in ``plan.py`` decides what SQL
-exists at all; the engine then runs only SQL generated from the checked AST, in a DuckDB connection that
+Defence in depth (docs/PRIVATE_SQL.md, "Sandbox"): the allowlist (``plan.py``, ``resolve.py``) decides
+what SQL exists at all; the engine then runs only SQL generated from the checked AST, in a DuckDB
+connection that
 
 - sees only the product's tables, as views created before the lock-down (under internal names);
 - has ``allowed_paths`` set to exactly the source files, external access off and its configuration locked
@@ -31,7 +32,7 @@ from sqlglot import exp
 
 from datavalley.errors import InvalidInput, PolicyViolation
 from datavalley.privacy.compiler import CompiledQuery
-from datavalley.privacy.plan import sql_type
+from datavalley.privacy.resolve import sql_type
 
 __all__ = [
     "DuckDBEngine",

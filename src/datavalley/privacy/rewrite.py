@@ -24,7 +24,8 @@ from typing import Any, Literal
 
 from sqlglot import exp
 
-from datavalley.privacy.plan import Col, QueryPlan, sql_type
+from datavalley.privacy.plan import QueryPlan
+from datavalley.privacy.resolve import Col, sql_type
 
 __all__ = ["CLAMP_META", "Measure", "MeasureKind", "build_exact", "literal"]
 
