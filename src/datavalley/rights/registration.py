@@ -16,7 +16,9 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from datavalley.canonical import digest
 from datavalley.errors import Conflict, Forbidden, InvalidInput, NotFound, PolicyViolation
@@ -36,9 +38,12 @@ from datavalley.rights.model import (
 from datavalley.rights.tables import (
     CertificateRow,
     ObjectionRow,
+    ResourceFacetRow,
     ResourceRow,
+    ResourceSearchRow,
     ResourceVersionRow,
     RightRow,
+    search_key,
 )
 from datavalley.store.base import new_id
 
@@ -185,6 +190,59 @@ def _search_text(name: str, description: str, tags: list[str], schema: list[list
     # Tags appear as " #tag " so a tag filter matches whole tags; the padding makes that work at the ends.
     parts = [name, description, " ".join(f"#{t}" for t in tags), " ".join(c[0] for c in schema), sector]
     return f" {' '.join(parts).lower()} "
+
+
+# --- the catalog's search index -----------------------------------------------------------------
+
+_FACET_KEY = ("provider_id", "published", "status", "sector", "effective_grade", "pii_present")
+
+
+def sync_search(session: Session, row: ResourceRow) -> None:
+    """Bring the resource's search row and the facet counts in line with ``row``, in the same transaction.
+
+    Every use case that changes a column search filters on, counts or matches (published, status, grade,
+    PI, sector, search text) calls this after changing ``row``; catalog search reads only these tables
+    (see ``catalog.search``).
+    """
+    entry = session.execute(
+        select(ResourceSearchRow).where(ResourceSearchRow.id == row.id)
+    ).scalar_one_or_none()
+    key = tuple(getattr(row, name) for name in _FACET_KEY)
+    if entry is None:
+        columns = dict(zip(_FACET_KEY, key, strict=True))
+        session.add(ResourceSearchRow(id=row.id, search_key=search_key(row.search_text), **columns))
+        _move_facet_count(session, None, key)
+        return
+    old = tuple(getattr(entry, name) for name in _FACET_KEY)
+    for name, value in zip(_FACET_KEY, key, strict=True):
+        setattr(entry, name, value)
+    entry.search_key = search_key(row.search_text)  # unchanged text is no change: no write, no reindex
+    if old != key:
+        _move_facet_count(session, old, key)
+
+
+def _move_facet_count(session: Session, old: tuple[Any, ...] | None, new: tuple[Any, ...]) -> None:
+    # Both rows are changed in one fixed order, so two transactions moving counts in opposite directions
+    # wait for each other instead of deadlocking.
+    changes = sorted([(old, -1), (new, 1)] if old is not None else [(new, 1)])
+    for key, delta in changes:
+        assert key is not None
+        where = [
+            getattr(ResourceFacetRow, name) == value for name, value in zip(_FACET_KEY, key, strict=True)
+        ]
+        if delta < 0:
+            count = ResourceFacetRow.resource_count
+            session.execute(update(ResourceFacetRow).where(*where).values(resource_count=count - 1))
+            session.execute(delete(ResourceFacetRow).where(*where, count <= 0))
+            continue
+        values = {**dict(zip(_FACET_KEY, key, strict=True)), "resource_count": 1}
+        bump = {"resource_count": ResourceFacetRow.resource_count + 1}
+        if session.get_bind().dialect.name == "postgresql":
+            pg = postgresql.insert(ResourceFacetRow).values(values)
+            session.execute(pg.on_conflict_do_update(index_elements=list(_FACET_KEY), set_=bump))
+        else:
+            lite = sqlite.insert(ResourceFacetRow).values(values)
+            session.execute(lite.on_conflict_do_update(index_elements=list(_FACET_KEY), set_=bump))
 
 
 def _payload(row: ResourceRow) -> dict[str, Any]:
@@ -338,6 +396,7 @@ def register_resource(
     )
     ctx.session.add(row)
     ctx.session.flush()
+    sync_search(ctx.session, row)
     for kind in RightKind:
         ctx.session.add(
             RightRow(
@@ -430,6 +489,7 @@ def change_resource(ctx: Context, resource_id: str, *, analysis: dict[str, Any])
     row.effective_grade = _effective(row).value
     row.version += 1
     row.updated_at = ctx.now
+    sync_search(ctx.session, row)
     _record_version(ctx, row, "resource.changed")
     return to_resource(row)
 
@@ -486,6 +546,7 @@ def cancel_resource(ctx: Context, resource_id: str, *, reason: str = "") -> Reso
             f"resource {resource_id} is frozen by an objection; the operator must resolve it first"
         )
     row.status, row.published, row.updated_at = ResourceStatus.CANCELLED.value, False, ctx.now
+    sync_search(ctx.session, row)
     ended = _end_all_rights(ctx, row.id)
     ctx.emit(
         "resource.cancelled",
@@ -509,6 +570,7 @@ def revoke_resource(ctx: Context, resource_id: str, *, reason: str) -> Resource:
 
 def _revoke(ctx: Context, row: ResourceRow, reason: str) -> None:
     row.status, row.published, row.updated_at = ResourceStatus.REVOKED.value, False, ctx.now
+    sync_search(ctx.session, row)
     ended = _end_all_rights(ctx, row.id)
     ctx.emit(
         "resource.revoked",
@@ -530,6 +592,7 @@ def set_published(ctx: Context, resource_id: str, *, published: bool) -> Resourc
     if row.published == published:
         raise Conflict(f"resource {resource_id} is already {'published' if published else 'unpublished'}")
     row.published, row.updated_at = published, ctx.now
+    sync_search(ctx.session, row)
     ctx.emit("resource.published" if published else "resource.unpublished", [row.id], {"resource": row.id})
     return to_resource(row)
 
@@ -548,6 +611,7 @@ def confirm_classification(ctx: Context, resource_id: str, *, grade: str, reason
     if g == Grade.CORE:
         row.published = False
     row.updated_at = ctx.now
+    sync_search(ctx.session, row)
     ctx.emit(
         "resource.classified",
         [row.id],
@@ -583,6 +647,7 @@ def file_objection(ctx: Context, resource_id: str, *, reason: str) -> Objection:
     )
     ctx.session.add(o)
     row.status, row.updated_at = ResourceStatus.FROZEN.value, ctx.now
+    sync_search(ctx.session, row)
     ctx.session.flush()
     ctx.emit(
         "objection.filed",
@@ -614,6 +679,7 @@ def resolve_objection(ctx: Context, objection_id: str, *, upheld: bool, resoluti
         _revoke(ctx, row, f"objection {o.id} upheld: {o.resolution}")
     elif not _open_objections(row):
         row.status, row.updated_at = ResourceStatus.REGISTERED.value, ctx.now
+        sync_search(ctx.session, row)
     return to_objection(o)
 
 
