@@ -1,6 +1,6 @@
 """The public catalog export validates against the official DCAT-AP 3.0.0 SHACL shapes.
 
-Shapes: ``../shared/standards/dcat-ap-3.0.0-SHACL.ttl``, a copy of SEMICeu/DCAT-AP
+Shapes: ``tests/data/standards/dcat-ap-3.0.0-SHACL.ttl``, a copy of SEMICeu/DCAT-AP
 ``releases/3.0.0/shacl/dcat-ap-SHACL.ttl`` (https://semiceu.github.io/DCAT-AP/releases/3.0.0/). A missing
 file fails the tests: they exist to prove conformance, and skipping would hide that.
 
@@ -36,7 +36,7 @@ from datavalley.errors import DatavalleyError, InvalidInput
 from datavalley.identity.model import Participant, ParticipantKind, ParticipantStatus, Role
 from datavalley.rights.model import Classification, Grade, Resource, ResourceStatus
 
-SHAPES = Path(__file__).parents[3] / "shared" / "standards" / "dcat-ap-3.0.0-SHACL.ttl"
+SHAPES = Path(__file__).parents[1] / "data" / "standards" / "dcat-ap-3.0.0-SHACL.ttl"
 BASE = "https://exchange.datavalley.example.cn"
 
 DCAT = Namespace("http://www.w3.org/ns/dcat#")

@@ -34,12 +34,12 @@ from datavalley.ledger.merkle import (
 )
 
 # ---------------------------------------------------------------------------------------------------------
-# Locating the shared standards folder (/work/shared beside the repository). It is required: when it is
+# The RFC 9162 conformance data is copied into tests/data/standards (provenance in its README). It is required: when it is
 # missing, the probe tests below fail instead of silently collecting nothing.
 # ---------------------------------------------------------------------------------------------------------
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-RFC9162_DIR = REPO_ROOT.parent / "shared" / "standards" / "rfc9162"
+RFC9162_DIR = REPO_ROOT / "tests" / "data" / "standards" / "rfc9162"
 TDEV_DIR = RFC9162_DIR / "transparency-dev-testdata"
 PROBE_KINDS = ("inclusion", "consistency", "subtreeinclusion", "subtreeconsistency")
 # File counts of transparency-dev/merkle testdata as vendored into the standards folder (518 in total).
@@ -47,11 +47,11 @@ PROBE_COUNTS = {"inclusion": 98, "consistency": 98, "subtreeinclusion": 204, "su
 
 
 def standards_file(*parts: str) -> Path:
-    """Return a path under the shared rfc9162 standards folder, failing the test if it does not exist."""
+    """Return a path under the copied rfc9162 standards folder, failing the test if it does not exist."""
     path = RFC9162_DIR.joinpath(*parts)
     if not path.exists():
         pytest.fail(
-            f"standards file {path} is missing; the ledger tests need ../shared/standards beside the repo"
+            f"standards file {path} is missing; see tests/data/standards/README.md"
         )
     return path
 

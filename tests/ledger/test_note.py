@@ -38,17 +38,17 @@ from datavalley.ledger.note import (
     verify_cosignature,
 )
 
-# The shared standards folder sits beside the repository (/work/shared next to /work/main). It is required:
+# The conformance vectors are copied into tests/data/standards (provenance in its README). It is required:
 # a missing vectors file fails the tests that need it rather than skipping them.
 REPO_ROOT = Path(__file__).resolve().parents[2]
-VECTORS_PATH = REPO_ROOT.parent / "shared" / "standards" / "rfc9162" / "signed_note_vectors.json"
+VECTORS_PATH = REPO_ROOT / "tests" / "data" / "standards" / "rfc9162" / "signed_note_vectors.json"
 
 
 @pytest.fixture(scope="module")
 def vectors() -> list[dict[str, Any]]:
     """The signed-note vectors (C2SP examples, golang.org/x/mod/sumdb/note, derived tamper case)."""
     if not VECTORS_PATH.exists():
-        pytest.fail(f"{VECTORS_PATH} is missing; the ledger tests need ../shared/standards beside the repo")
+        pytest.fail(f"{VECTORS_PATH} is missing; see tests/data/standards/README.md")
     data: list[dict[str, Any]] = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))["vectors"]
     return data
 

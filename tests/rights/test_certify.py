@@ -15,7 +15,7 @@ from datavalley.errors import NotFound
 from datavalley.rights.certificates import render_html, verify_certificate
 from rights.conftest import Provider, analysis_of, write_trips
 
-SHAPES = Path(__file__).resolve().parents[3] / "shared" / "standards" / "dcat-ap-3.0.0-SHACL.ttl"
+SHAPES = Path(__file__).resolve().parents[1] / "data" / "standards" / "dcat-ap-3.0.0-SHACL.ttl"
 
 
 def _register(p: Provider, path: Path, **kw: object) -> str:

@@ -1,53 +1,115 @@
-"""The ``datavalley`` command: global options, the command groups, and the one error-to-exit-code mapping."""
+"""The ``datavalley`` command: global options, the command groups, and the one error-to-exit-code mapping.
+
+Command groups load on first use (:data:`GROUPS`): ``datavalley --help`` and ``datavalley whoami`` import
+neither the market, the private SQL engine nor PSI. Register a new group with ONE line in :data:`GROUPS`:
+``"name": ("datavalley.cli.module:typer_app", "one-line help"),``.
+
+Global options (``--home``, ``--server``, ``--token``, ``--json``) are accepted before or after the
+subcommand (:func:`hoist_global_options`). Usage and input errors print one line and exit 2; domain errors
+keep their own exit codes (:mod:`datavalley.errors`); nothing prints a traceback.
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import sys
+from difflib import get_close_matches
 from pathlib import Path
+from typing import Any
 
-import click
 import typer
-from rich.text import Text
+from typer.core import TyperGroup
 
-from datavalley.cli.identity import keys, members, participants, tokens
-from datavalley.cli.ledger import ledger
-from datavalley.cli.market import contracts_app, disputes, money, products, query_app
-from datavalley.cli.psi import psi_app
-from datavalley.cli.registry import catalog, cert, objections, resources, rights_app, rules
-from datavalley.cli.state import CliState, console, err_console, kv_table, output, state
-from datavalley.errors import DatavalleyError
+from datavalley.cli.state import CliState, kv_table, output, state
+from datavalley.errors import DatavalleyError, InvalidInput
+
+#: name -> ("module:attribute" of a ``typer.Typer``, one-line help). Add a group with one line here.
+GROUPS: dict[str, tuple[str, str]] = {
+    "participants": ("datavalley.cli.identity:participants", "Organisations on the exchange."),
+    "members": ("datavalley.cli.identity:members", "People and service accounts of a participant."),
+    "tokens": ("datavalley.cli.identity:tokens", "API tokens."),
+    "keys": ("datavalley.cli.identity:keys", "Ed25519 keys."),
+    "ledger": ("datavalley.cli.ledger:ledger", "The verifiable ledger (RFC 9162 Merkle log)."),
+    "resources": ("datavalley.cli.registry:resources", "Data resources: register, attach, change, renew."),
+    "rights": ("datavalley.cli.registry:rights_app", "The three rights: grant, authorise, transfer, revoke."),
+    "objections": ("datavalley.cli.registry:objections", "Objections to registrations."),
+    "cert": ("datavalley.cli.registry:cert", "Registration certificates."),
+    "catalog": ("datavalley.cli.registry:catalog", "Search and export the catalog."),
+    "rules": ("datavalley.cli.registry:rules", "The classification rule set (GB/T 43697-2024)."),
+    "products": ("datavalley.cli.market:products", "Data products: create, submit, review, delist, search."),
+    "contracts": ("datavalley.cli.market:contracts_app", "Contracts: request, offer, accept, sign, use."),
+    "money": ("datavalley.cli.market:money", "Money: deposits, withdrawals, balances, settlement."),
+    "disputes": ("datavalley.cli.market:disputes", "Disputes on contracts, with ledger receipts as evidence."),
+    "query": ("datavalley.cli.market:query_app", "Private SQL under a contract (noised, metered)."),
+    "psi": ("datavalley.cli.psi:psi_app", "Private set intersection under contracts: serve, run."),
+}
+
+#: Global options that take a value, and flags; accepted anywhere on the command line.
+GLOBAL_VALUE_OPTIONS = ("--home", "--server", "--token")
+GLOBAL_FLAGS = ("--json",)
+
+
+class LazyGroup(TyperGroup):
+    """The root group: command groups from :data:`GROUPS` are imported only when invoked."""
+
+    _listing = False
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*self.commands, *(n for n in GROUPS if n not in self.commands)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        known = self.commands.get(cmd_name)
+        if known is not None or cmd_name not in GROUPS:
+            return known
+        target, short = GROUPS[cmd_name]
+        if self._listing:  # help listing: the one-line help, without importing the group
+            return TyperGroup(name=cmd_name, help=short)
+        module, _, attr = target.partition(":")
+        sub: typer.Typer = getattr(importlib.import_module(module), attr)
+        cmd = typer.main.get_command(sub)
+        cmd.name = cmd_name
+        cmd.params = [p for p in cmd.params if p.name not in ("install_completion", "show_completion")]
+        if not cmd.help:
+            cmd.help = short
+        self.commands[cmd_name] = cmd
+        return cmd
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        try:
+            return super().resolve_command(ctx, args)
+        except typer.TyperException as exc:
+            if args and "Did you mean" not in str(getattr(exc, "message", "")):
+                matches = get_close_matches(args[0], self.list_commands(ctx))
+                if matches:
+                    msg = str(getattr(exc, "message", exc)).rstrip(".")
+                    exc.message = f"{msg}. Did you mean {', '.join(repr(m) for m in matches)}?"
+            raise
+
 
 app = typer.Typer(
     name="datavalley",
-    help="datavalley: a data exchange with a verifiable ledger. Docs: README.md, docs/.",
+    cls=LazyGroup,
+    help="datavalley: a data exchange with a verifiable ledger. Docs: README.md, docs/GUIDE.md.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    add_completion=False,
 )
-app.add_typer(participants, name="participants")
-app.add_typer(members, name="members")
-app.add_typer(tokens, name="tokens")
-app.add_typer(keys, name="keys")
-app.add_typer(ledger, name="ledger")
-app.add_typer(resources, name="resources")
-app.add_typer(rights_app, name="rights")
-app.add_typer(objections, name="objections")
-app.add_typer(cert, name="cert")
-app.add_typer(catalog, name="catalog")
-app.add_typer(rules, name="rules")
-app.add_typer(products, name="products")
-app.add_typer(contracts_app, name="contracts")
-app.add_typer(money, name="money")
-app.add_typer(disputes, name="disputes")
-app.add_typer(query_app, name="query")
-app.add_typer(psi_app, name="psi")
 
 
 @app.callback()
 def main_options(
     ctx: typer.Context,
     home: Path | None = typer.Option(
-        None, envvar="DATAVALLEY_HOME", help="Exchange home (default ~/.datavalley)."
+        None, envvar="DATAVALLEY_HOME", help="Exchange or node home (default ~/.datavalley)."
     ),
     server: str | None = typer.Option(None, envvar="DATAVALLEY_SERVER", help="Talk to this API server."),
     token: str | None = typer.Option(None, envvar="DATAVALLEY_TOKEN", help="API token."),
@@ -106,18 +168,20 @@ def init(
 @app.command()
 def serve(
     ctx: typer.Context,
-    host: str = typer.Option("127.0.0.1"),
-    port: int = typer.Option(8000),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="TCP port to listen on."),
 ) -> None:
-    """Start the API (with the embedded node) on HOST:PORT."""
+    """Start the API (with the embedded node) on HOST:PORT; logs are JSON lines on stderr."""
     import uvicorn
 
     from datavalley.api.app import create_app
+    from datavalley.api.logs import configure_logging
     from datavalley.home import open_exchange
 
     ex = open_exchange(state(ctx).home)
+    configure_logging()
     try:
-        uvicorn.run(create_app(ex, publisher=True), host=host, port=port, log_level="info")
+        uvicorn.run(create_app(ex, publisher=True), host=host, port=port, log_config=None, access_log=False)
     finally:
         ex.close()
 
@@ -132,33 +196,85 @@ def whoami(ctx: typer.Context) -> None:
 
 @app.command()
 def demo(ctx: typer.Context) -> None:
-    """Run the end-to-end scenario on a throw-away exchange (or --home)."""
+    """Run the end-to-end scenario on a throw-away exchange (or --home); pictures land in the home."""
+    from datavalley.cli.state import console
     from datavalley.demo import run_demo
 
     st = state(ctx)
     run_demo(st.home, console=console)
 
 
-def main() -> None:
-    """Console entry point: run the app and turn errors into messages and exit codes."""
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """Move global options found after the subcommand to the front, so they work in either position.
+
+    Stops at ``--`` (everything after it is positional). ``--opt value`` and ``--opt=value`` both work.
+    """
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest.extend(argv[i:])
+            break
+        name = arg.split("=", 1)[0]
+        if arg in GLOBAL_FLAGS:
+            front.append(arg)
+        elif name in GLOBAL_VALUE_OPTIONS and "=" in arg:
+            front.append(arg)
+        elif arg in GLOBAL_VALUE_OPTIONS and i + 1 < len(argv):
+            front.extend(argv[i : i + 2])
+            i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
+def _fail(message: str, code: int, as_json: bool, error: str = "usage_error") -> None:
+    """One line on stderr (JSON with ``--json``) and exit ``code``."""
+    if as_json:
+        print(json.dumps({"error": error, "message": message}, ensure_ascii=False), file=sys.stderr)
+    else:
+        print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the app and turn errors into one-line messages and exit codes."""
+    args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
+    as_json = "--json" in (args[: args.index("--")] if "--" in args else args)
     try:
-        rc = app(standalone_mode=False)
+        rc = app(args=args, prog_name="datavalley", standalone_mode=False)
         if isinstance(rc, int) and rc:
             sys.exit(rc)
     except DatavalleyError as exc:
-        if "--json" in sys.argv:
+        if as_json:
             print(json.dumps(exc.to_dict(), ensure_ascii=False), file=sys.stderr)
         else:
-            err_console.print(Text.assemble(("error", "bold red"), f" ({exc.code}): {exc.message}"))
+            print(f"error ({exc.code}): {exc.message}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        err_console.print("aborted")
-        sys.exit(1)
+    except typer.Abort:
+        _fail("aborted", 1, as_json, "aborted")
+    except typer.TyperException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: its help was printed
+            sys.exit(2)
+        message = " ".join(exc.format_message().split())
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        code = 2 if getattr(exc, "exit_code", 1) in (1, 2) else int(exc.exit_code)
+        _fail(message + hint, code, as_json)
+    except FileNotFoundError as exc:
+        err = InvalidInput(f"{exc.filename or exc}: no such file", path=str(exc.filename))
+        _fail(err.message, err.exit_code, as_json, err.code)
+    except (IsADirectoryError, PermissionError) as exc:
+        _fail(f"{exc.filename}: {exc.strerror}", 2, as_json, "invalid_input")
+    except KeyboardInterrupt:
+        _fail("interrupted", 130, as_json, "interrupted")
+    except BrokenPipeError:
+        os._exit(0)
 
 
 if __name__ == "__main__":

@@ -6,15 +6,16 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from pydantic import TypeAdapter
 from rich.console import Console
 from rich.table import Table
 
-from datavalley.client import Client
 from datavalley.errors import Unauthenticated
+
+if TYPE_CHECKING:
+    from datavalley.client import Client
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
@@ -40,6 +41,8 @@ class CliState:
             raise Unauthenticated(
                 "no API token: pass --token or set DATAVALLEY_TOKEN (`datavalley init` printed the first one)"
             )
+        from datavalley.client import Client
+
         if self.server:
             self._client = Client(self.server, token)
         else:
@@ -64,6 +67,8 @@ def state(ctx: typer.Context) -> CliState:
 
 
 def jsonable(value: Any) -> Any:
+    from pydantic import TypeAdapter
+
     return TypeAdapter(type(value)).dump_python(value, mode="json")
 
 
