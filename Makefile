@@ -1,20 +1,30 @@
 # The two commands of the README: `make demo` and `make test`. Everything else is a helper of theirs.
+# Installs come from the lock files (exact versions, sha256 hashes): a fresh machine gets exactly the
+# tested versions. `make lock` regenerates them after a change to pyproject.toml's dependencies
+# (`make lock UPGRADE=1` to move every pin to the newest allowed version: a deliberate commit).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+LOCK := requirements.lock
+DEMO_LOCK := requirements-demo.lock
+LOCK_FLAGS := --generate-hashes --python-version 3.11 --quiet $(if $(UPGRADE),--upgrade,)
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest bench lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+# The default install plus the demo's pictures, from the demo lock.
+$(VENV)/.installed: $(DEMO_LOCK) pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --require-hashes -r $(DEMO_LOCK)
+	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev]'
+# Every extra (dev, postgres, spark, bench and the domains'), from the full lock.
+$(VENV)/.installed-dev: $(LOCK) pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --require-hashes -r $(LOCK)
+	$(BIN)/pip install -q --no-deps -e .
 	touch $(VENV)/.installed $@
 
 demo: $(VENV)/.installed
@@ -32,12 +42,14 @@ pytest: $(VENV)/.installed-dev
 
 test: lint typecheck pytest
 
-$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev,bench]'
-	touch $(VENV)/.installed $(VENV)/.installed-dev $@
-
-bench: $(VENV)/.installed-bench
+bench: $(VENV)/.installed-dev
 	for b in bench/*.py; do $(BIN)/python $$b --quick || exit 1; done
+
+# Regenerate both lock files from pyproject.toml (uv from PyPI); the demo lock is a subset of the full one.
+lock: | $(BIN)/python
+	$(BIN)/pip install -q uv
+	$(BIN)/uv pip compile pyproject.toml --all-extras $(LOCK_FLAGS) -o $(LOCK)
+	$(BIN)/uv pip compile pyproject.toml --extra demo $(LOCK_FLAGS) -c $(LOCK) -o $(DEMO_LOCK)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -129,6 +129,17 @@ class Client:
         data = self.get(path, **params)
         return Page([_parse(type_, i) for i in data["items"]], data["next_cursor"])
 
+    def _all(self, path: str, **params: Any) -> list[Any]:
+        """Every item of a ``{items, next_cursor}`` list, following the cursors (raw JSON items)."""
+        out: list[Any] = []
+        cursor = None
+        while True:
+            data = self.get(path, cursor=cursor, limit=500, **params)
+            out.extend(data["items"])
+            cursor = data.get("next_cursor")
+            if cursor is None:
+                return out
+
     def _iterate(self, type_: type[T], path: str, **params: Any) -> Iterator[T]:
         cursor = None
         while True:
@@ -298,7 +309,7 @@ class Client:
         return Result(_parse(Resource, data), receipts, replayed)
 
     def versions(self, resource_id: str) -> list[dict[str, Any]]:
-        return list(self.get(f"/v1/resources/{resource_id}/versions")["items"])
+        return list(self._all(f"/v1/resources/{resource_id}/versions"))
 
     def grant_right(
         self,
@@ -356,11 +367,11 @@ class Client:
         return Result([_parse(Right, r) for r in data], receipts, replayed)
 
     def chain_of_title(self, resource_id: str) -> list[tuple[int, Right]]:
-        items = self.get(f"/v1/resources/{resource_id}/title")["items"]
+        items = self._all(f"/v1/resources/{resource_id}/title")
         return [(int(i["depth"]), _parse(Right, i["right"])) for i in items]
 
     def rights(self, *, holder_id: str | None = None, active_only: bool = True) -> list[Right]:
-        items = self.get("/v1/rights", holder_id=holder_id, active_only=active_only)["items"]
+        items = self._all("/v1/rights", holder_id=holder_id, active_only=active_only)
         return [_parse(Right, r) for r in items]
 
     def file_objection(self, resource_id: str, reason: str) -> Result[Objection]:
@@ -502,7 +513,7 @@ class Client:
         return resp.json() if fmt == "json" else (resp.text if fmt == "html" else resp.content)
 
     def balances(self, participant_id: str | None = None) -> list[Balance]:
-        return [_parse(Balance, b) for b in self.get("/v1/accounts", participant_id=participant_id)["items"]]
+        return [_parse(Balance, b) for b in self._all("/v1/accounts", participant_id=participant_id)]
 
     def invariants(self) -> dict[str, Any]:
         return dict(self.get("/v1/accounts/invariants"))

@@ -493,7 +493,7 @@ def _analytics_act(
         if answered <= 2:
             console.print(f"   [bold]{title}[/bold]: [dim]{sql}[/dim]")
             console.print(answer_table(answer))
-        supp = answer.get("suppressedGroups")
+        supp = answer.get("suppressed_groups")
         budget.add_row(
             title,
             f"{answer['charged']:g}",

@@ -74,7 +74,7 @@ def test_query_releases_noisy_aggregates_and_meters_the_contract(
     assert answer["budget_left"] == pytest.approx(1.5) and answer["columns"] == ["dest_province", "trips"]
     released = {row[0]: row[1] for row in answer["rows"]}
     # public keys: every declared province is either released or counted as suppressed (noisy units < k)
-    assert set(released) <= set(PROVINCES) and len(released) + answer["suppressedGroups"] == len(PROVINCES)
+    assert set(released) <= set(PROVINCES) and len(released) + answer["suppressed_groups"] == len(PROVINCES)
     import csv
 
     with trips_file.open(encoding="utf-8") as fh:

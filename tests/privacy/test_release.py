@@ -173,7 +173,7 @@ def test_released_answer_is_json(engine: DuckDBEngine) -> None:
     )
     body = json.loads(json.dumps(release(q, engine.run(q)).to_dict()))
     assert body["columns"] == ["trip_date", "n", "d"] and body["cost"]["epsilon"] == "1.0"
-    assert body["suppressedGroups"] is None and all(isinstance(r[0], str) for r in body["rows"])
+    assert body["suppressed_groups"] is None and all(isinstance(r[0], str) for r in body["rows"])
     assert all(set(cell) == {"scale", "ci95"} for row in body["noise"] for cell in row[1:])
 
 

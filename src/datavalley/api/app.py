@@ -1,4 +1,8 @@
-"""FastAPI application factory, authentication, error mapping and the mutation helper.
+"""FastAPI application factory: error mapping, request IDs and JSON logs, the routers.
+
+Shared route helpers (the caller, ``mutate``, ``render``, answer shapes) live in :mod:`datavalley.api.deps`;
+routers import them from there, and this module imports the routers. A new domain adds its router with
+ONE line in :data:`ROUTERS`.
 
 Errors: every :class:`datavalley.errors.DatavalleyError` becomes ``{error, message, details}`` with the
 class's own HTTP status, here and only here. Request validation failures become ``invalid_input`` (422).
@@ -6,83 +10,59 @@ class's own HTTP status, here and only here. Request validation failures become 
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Callable
+import importlib
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import TypeAdapter
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel
 
 from datavalley import __version__
+from datavalley.api.deps import Caller, exchange_of, mutate, principal, render  # noqa: F401 (re-exported)
 from datavalley.errors import DatavalleyError, InvalidInput
-from datavalley.exchange import Exchange, Idempotency
-from datavalley.identity.model import Principal
+from datavalley.exchange import Exchange
+
+#: The routers mounted under /v1, as "module:attribute". Add a domain's router with one line.
+ROUTERS: tuple[str, ...] = (
+    "datavalley.api.identity:router",
+    "datavalley.api.registry:router",
+    "datavalley.api.market:router",
+    "datavalley.api.ledger:router",
+)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+access_log = logging.getLogger("datavalley.access")
 
 
-def exchange_of(request: Request) -> Exchange:
-    ex: Exchange = request.app.state.exchange
-    return ex
+class Health(BaseModel):
+    status: str
+    version: str
 
 
-def principal(request: Request) -> Principal:
-    """FastAPI dependency: the caller behind ``Authorization: Bearer <token>`` (401 otherwise)."""
-    header = request.headers.get("authorization", "")
-    scheme, _, secret = header.partition(" ")
-    token = secret.strip() if scheme.lower() == "bearer" else None
-    return exchange_of(request).authenticate(token)
+def _template(app: FastAPI, request: Request) -> str:
+    """The matched route's path template (``/v1/participants/{participant_id}``): IDs never reach logs.
 
-
-Caller = Depends(principal)
-
-
-def render(value: Any) -> Any:
-    """Domain values (frozen dataclasses, enums, datetimes) as JSON-ready data."""
-    return TypeAdapter(type(value)).dump_python(value, mode="json")
-
-
-async def _body(request: Request) -> Any:
-    raw = await request.body()
-    if not raw:
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw.decode("utf-8", "replace")
-
-
-def mutate(
-    request: Request,
-    caller: Principal,
-    fn: Callable[..., Any],
-    *args: Any,
-    body: Any = None,
-    status: int = 200,
-    shape: Callable[[Any], Any] = render,
-    redact: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-    **kwargs: Any,
-) -> JSONResponse:
-    """Run a state-changing service function and answer ``{data, receipts}``.
-
-    Honours the ``Idempotency-Key`` header: a repeat replays the first answer (header
-    ``Idempotent-Replayed: true``), a repeat with a different request is 409.
+    Matched against the OpenAPI paths (compiled once per app), independent of the framework's internals.
     """
-    key = request.headers.get("idempotency-key")
-    idem = Idempotency.of(key, request.method, request.url.path, body) if key is not None else None
-    outcome = exchange_of(request).run(
-        caller,
-        fn,
-        *args,
-        render=lambda v: {"data": shape(v)},
-        http_status=status,
-        idempotency=idem,
-        redact=redact,
-        **kwargs,
-    )
-    headers = {"Idempotent-Replayed": "true"} if outcome.replayed else {}
-    return JSONResponse({**outcome.body, "receipts": outcome.receipts}, outcome.status, headers=headers)
+    from starlette.routing import compile_path
+
+    compiled = getattr(app.state, "route_templates", None)
+    if compiled is None:
+        compiled = app.state.route_templates = [
+            (compile_path(path)[0], path) for path in app.openapi().get("paths", {})
+        ]
+    path = request.url.path
+    for regex, template in compiled:
+        if regex.match(path):
+            return str(template)
+    return "unmatched"
 
 
 def create_app(exchange: Exchange, *, publisher: bool = False) -> FastAPI:
@@ -109,6 +89,32 @@ def create_app(exchange: Exchange, *, publisher: bool = False) -> FastAPI:
     )
     app.state.exchange = exchange
 
+    @app.middleware("http")
+    async def _request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        """Every answer carries ``X-Request-ID`` (the caller's, if well-formed, else a new one) and one
+        JSON log line: method, route template (never IDs or query strings), status, duration."""
+        given = request.headers.get(REQUEST_ID_HEADER, "")
+        rid = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        request.state.request_id = rid
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+        finally:
+            access_log.info(
+                "request",
+                extra={
+                    "request_id": rid,
+                    "method": request.method,
+                    "route": _template(app, request),
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+        response.headers[REQUEST_ID_HEADER] = rid
+        return response
+
     @app.exception_handler(DatavalleyError)
     async def _dv_error(_request: Request, exc: DatavalleyError) -> JSONResponse:
         return JSONResponse(exc.to_dict(), status_code=exc.http_status)
@@ -126,15 +132,17 @@ def create_app(exchange: Exchange, *, publisher: bool = False) -> FastAPI:
         )
         return JSONResponse(err.to_dict(), status_code=err.http_status)
 
-    @app.get("/v1/health", tags=["meta"])
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        """Until a console exists, the root is the interactive API documentation."""
+        return RedirectResponse("/docs", status_code=307)
+
+    @app.get("/v1/health", tags=["meta"], response_model=Health)
     def health() -> dict[str, str]:
         """Liveness: no authentication, no data."""
         return {"status": "ok", "version": __version__}
 
-    from datavalley.api import identity, ledger, market, registry
-
-    app.include_router(identity.router, prefix="/v1")
-    app.include_router(registry.router, prefix="/v1")
-    app.include_router(market.router, prefix="/v1")
-    app.include_router(ledger.router, prefix="/v1")
+    for target in ROUTERS:
+        module, _, attr = target.partition(":")
+        app.include_router(getattr(importlib.import_module(module), attr), prefix="/v1")
     return app

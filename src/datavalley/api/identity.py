@@ -8,9 +8,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from datavalley.api.app import Caller, exchange_of, mutate, render
+from datavalley.api.deps import Caller, Document, Mutation, Page, exchange_of, mutate, render
 from datavalley.identity import service as svc
-from datavalley.identity.model import IssuedToken, Member, Participant, Principal
+from datavalley.identity.model import ApiToken, IssuedToken, Member, Participant, ParticipantKey, Principal
 
 router = APIRouter(tags=["identity"])
 
@@ -45,6 +45,11 @@ class IssueToken(Strict):
     description: str = Field(default="", max_length=200)
 
 
+class RegisteredParticipant(BaseModel):
+    participant: Participant
+    admin_member: Member
+
+
 class RegisterKey(Strict):
     public_key: str
     proof: str
@@ -64,13 +69,13 @@ def _redact_secret(body: dict[str, Any]) -> dict[str, Any]:
     return {**body, "data": data}
 
 
-@router.get("/whoami")
+@router.get("/whoami", response_model=Document)
 def whoami(request: Request, caller: Principal = Caller) -> dict[str, Any]:
     """The caller's member, participant and effective roles."""
     return exchange_of(request).read(caller, svc.whoami)
 
 
-@router.post("/participants", status_code=201)
+@router.post("/participants", status_code=201, response_model=Mutation[RegisteredParticipant])
 def register_participant(
     body: RegisterParticipant, request: Request, caller: Principal = Caller
 ) -> JSONResponse:
@@ -86,7 +91,7 @@ def register_participant(
     )
 
 
-@router.get("/participants")
+@router.get("/participants", response_model=Page[Participant])
 def list_participants(
     request: Request,
     caller: Principal = Caller,
@@ -100,7 +105,7 @@ def list_participants(
     )
 
 
-@router.get("/participants/{participant_id}")
+@router.get("/participants/{participant_id}", response_model=Participant)
 def get_participant(participant_id: str, request: Request, caller: Principal = Caller) -> Any:
     return render(exchange_of(request).read(caller, svc.get_participant, participant_id))
 
@@ -126,10 +131,12 @@ def _status_route(action: str) -> Any:
 
 
 for _action in ("verify", "suspend", "reinstate"):
-    router.post(f"/participants/{{participant_id}}/{_action}")(_status_route(_action))
+    router.post(f"/participants/{{participant_id}}/{_action}", response_model=Mutation[Participant])(
+        _status_route(_action)
+    )
 
 
-@router.post("/participants/{participant_id}/members", status_code=201)
+@router.post("/participants/{participant_id}/members", status_code=201, response_model=Mutation[Member])
 def add_member(
     participant_id: str, body: AddMember, request: Request, caller: Principal = Caller
 ) -> JSONResponse:
@@ -145,7 +152,7 @@ def add_member(
     )
 
 
-@router.get("/participants/{participant_id}/members")
+@router.get("/participants/{participant_id}/members", response_model=Page[Member])
 def list_members(
     participant_id: str,
     request: Request,
@@ -158,17 +165,17 @@ def list_members(
     )
 
 
-@router.get("/members/{member_id}")
+@router.get("/members/{member_id}", response_model=Member)
 def get_member(member_id: str, request: Request, caller: Principal = Caller) -> Any:
     return render(exchange_of(request).read(caller, svc.get_member, member_id))
 
 
-@router.post("/members/{member_id}/deactivate")
+@router.post("/members/{member_id}/deactivate", response_model=Mutation[Member])
 def deactivate_member(member_id: str, request: Request, caller: Principal = Caller) -> JSONResponse:
     return mutate(request, caller, svc.deactivate_member, member_id)
 
 
-@router.post("/members/{member_id}/tokens", status_code=201)
+@router.post("/members/{member_id}/tokens", status_code=201, response_model=Mutation[IssuedToken])
 def issue_token(
     member_id: str, body: IssueToken, request: Request, caller: Principal = Caller
 ) -> JSONResponse:
@@ -186,7 +193,7 @@ def issue_token(
     )
 
 
-@router.get("/members/{member_id}/tokens")
+@router.get("/members/{member_id}/tokens", response_model=Page[ApiToken])
 def list_tokens(
     member_id: str,
     request: Request,
@@ -197,12 +204,12 @@ def list_tokens(
     return _page(exchange_of(request).read(caller, svc.list_tokens, member_id, cursor=cursor, limit=limit))
 
 
-@router.post("/tokens/{token_id}/revoke")
+@router.post("/tokens/{token_id}/revoke", response_model=Mutation[ApiToken])
 def revoke_token(token_id: str, request: Request, caller: Principal = Caller) -> JSONResponse:
     return mutate(request, caller, svc.revoke_token, token_id)
 
 
-@router.post("/participants/{participant_id}/keys", status_code=201)
+@router.post("/participants/{participant_id}/keys", status_code=201, response_model=Mutation[ParticipantKey])
 def register_key(
     participant_id: str, body: RegisterKey, request: Request, caller: Principal = Caller
 ) -> JSONResponse:
@@ -218,7 +225,7 @@ def register_key(
     )
 
 
-@router.get("/participants/{participant_id}/keys")
+@router.get("/participants/{participant_id}/keys", response_model=Page[ParticipantKey])
 def list_keys(
     participant_id: str,
     request: Request,
@@ -229,6 +236,6 @@ def list_keys(
     return _page(exchange_of(request).read(caller, svc.list_keys, participant_id, cursor=cursor, limit=limit))
 
 
-@router.post("/keys/{key_id}/revoke")
+@router.post("/keys/{key_id}/revoke", response_model=Mutation[ParticipantKey])
 def revoke_key(key_id: str, request: Request, caller: Principal = Caller) -> JSONResponse:
     return mutate(request, caller, svc.revoke_key, key_id)

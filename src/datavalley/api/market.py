@@ -12,9 +12,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from datavalley.api.app import Caller, exchange_of, mutate, render
+from datavalley.api.deps import Caller, Document, Mutation, Page, exchange_of, mutate, paged, render
 from datavalley.identity.model import Principal
 from datavalley.market import accounts, contracts, products, settlement
+from datavalley.market.model import Balance, Contract, Dispute, Payment, Product, Use
 
 router = APIRouter(tags=["market"])
 
@@ -134,13 +135,13 @@ def _dump(body: BaseModel) -> dict[str, Any]:
 # --- products ----------------------------------------------------------------------------------------
 
 
-@router.post("/products", status_code=201)
+@router.post("/products", status_code=201, response_model=Mutation[Product])
 def create_product(body: NewProduct, request: Request, caller: Principal = Caller) -> JSONResponse:
     """A draft product on resources the provider holds or operates."""
     return mutate(request, caller, products.create_product, body=_dump(body), status=201, **body.model_dump())
 
 
-@router.get("/products")
+@router.get("/products", response_model=Page[Product])
 def search_products(
     request: Request,
     caller: Principal = Caller,
@@ -149,7 +150,7 @@ def search_products(
     market: str | None = None,
     provider: str | None = None,
     status: str | None = None,
-    limit: int = Query(50),
+    limit: int = Query(50, ge=1, le=500),
     cursor: str | None = None,
 ) -> Any:
     page = exchange_of(request).read(
@@ -166,17 +167,17 @@ def search_products(
     return {"items": [render(p) for p in page.items], "next_cursor": page.next_cursor}
 
 
-@router.get("/products/{product_id}")
+@router.get("/products/{product_id}", response_model=Product)
 def get_product(product_id: str, request: Request, caller: Principal = Caller) -> Any:
     return render(exchange_of(request).read(caller, products.get_product, product_id))
 
 
-@router.post("/products/{product_id}/submit")
+@router.post("/products/{product_id}/submit", response_model=Mutation[Product])
 def submit(product_id: str, request: Request, caller: Principal = Caller) -> JSONResponse:
     return mutate(request, caller, products.submit_product, product_id)
 
 
-@router.post("/products/{product_id}/review")
+@router.post("/products/{product_id}/review", response_model=Mutation[Product])
 def review(product_id: str, body: Review, request: Request, caller: Principal = Caller) -> JSONResponse:
     return mutate(
         request,
@@ -189,12 +190,12 @@ def review(product_id: str, body: Review, request: Request, caller: Principal = 
     )
 
 
-@router.post("/products/{product_id}/regulator-approval")
+@router.post("/products/{product_id}/regulator-approval", response_model=Mutation[Product])
 def regulator(product_id: str, body: Note, request: Request, caller: Principal = Caller) -> JSONResponse:
     return mutate(request, caller, products.approve_regulator, product_id, body=_dump(body), note=body.note)
 
 
-@router.post("/products/{product_id}/delist")
+@router.post("/products/{product_id}/delist", response_model=Mutation[Product])
 def delist(product_id: str, body: Reason, request: Request, caller: Principal = Caller) -> JSONResponse:
     return mutate(request, caller, products.delist_product, product_id, body=_dump(body), reason=body.reason)
 
@@ -202,25 +203,25 @@ def delist(product_id: str, body: Reason, request: Request, caller: Principal = 
 # --- contracts ---------------------------------------------------------------------------------------
 
 
-@router.post("/contracts", status_code=201)
+@router.post("/contracts", status_code=201, response_model=Mutation[Contract])
 def request_contract(body: NewContract, request: Request, caller: Principal = Caller) -> JSONResponse:
     return mutate(
         request, caller, contracts.request_contract, body=_dump(body), status=201, **body.model_dump()
     )
 
 
-@router.post("/contracts/offers", status_code=201)
+@router.post("/contracts/offers", status_code=201, response_model=Mutation[Contract])
 def offer_direct(body: DirectOffer, request: Request, caller: Principal = Caller) -> JSONResponse:
     """A directly negotiated deal: the provider offers to a named consumer (starts at OFFERED)."""
     return mutate(request, caller, contracts.offer_direct, body=_dump(body), status=201, **body.model_dump())
 
 
-@router.get("/contracts")
+@router.get("/contracts", response_model=Page[Contract])
 def list_contracts(
     request: Request,
     caller: Principal = Caller,
     state: str | None = None,
-    limit: int = 50,
+    limit: int = Query(50, ge=1, le=500),
     cursor: str | None = None,
 ) -> Any:
     return _page(
@@ -228,42 +229,42 @@ def list_contracts(
     )
 
 
-@router.get("/contracts/{contract_id}")
+@router.get("/contracts/{contract_id}", response_model=Contract)
 def get_contract(contract_id: str, request: Request, caller: Principal = Caller) -> Any:
     return render(exchange_of(request).read(caller, contracts.get_contract, contract_id))
 
 
-@router.get("/contracts/{contract_id}/agreement")
+@router.get("/contracts/{contract_id}/agreement", response_model=Document)
 def agreement(contract_id: str, request: Request, caller: Principal = Caller) -> Any:
     """The agreement document, its digest and the exact bytes (base64) each party signs."""
     return exchange_of(request).read(caller, contracts.agreement_of, contract_id)
 
 
-@router.get("/contracts/{contract_id}/policy")
+@router.get("/contracts/{contract_id}/policy", response_model=Document)
 def policy(contract_id: str, request: Request, caller: Principal = Caller) -> JSONResponse:
     """The contract's usage policy as ODRL 2.2 JSON-LD."""
     c = exchange_of(request).read(caller, contracts.get_contract, contract_id)
     return JSONResponse(c.policy, media_type="application/ld+json")
 
 
-@router.post("/contracts/{contract_id}/offer")
+@router.post("/contracts/{contract_id}/offer", response_model=Mutation[Contract])
 def offer(contract_id: str, body: Offer, request: Request, caller: Principal = Caller) -> JSONResponse:
     return mutate(request, caller, contracts.offer_contract, contract_id, body=_dump(body), price=body.price)
 
 
-@router.post("/contracts/{contract_id}/accept")
+@router.post("/contracts/{contract_id}/accept", response_model=Mutation[Contract])
 def accept(contract_id: str, request: Request, caller: Principal = Caller) -> JSONResponse:
     return mutate(request, caller, contracts.accept_contract, contract_id)
 
 
-@router.post("/contracts/{contract_id}/sign")
+@router.post("/contracts/{contract_id}/sign", response_model=Mutation[Contract])
 def sign(contract_id: str, body: Sign, request: Request, caller: Principal = Caller) -> JSONResponse:
     return mutate(
         request, caller, contracts.sign_contract, contract_id, body=_dump(body), signature=body.signature
     )
 
 
-@router.post("/contracts/{contract_id}/suspend")
+@router.post("/contracts/{contract_id}/suspend", response_model=Mutation[Contract])
 def suspend(contract_id: str, body: Suspend, request: Request, caller: Principal = Caller) -> JSONResponse:
     return mutate(
         request,
@@ -276,14 +277,14 @@ def suspend(contract_id: str, body: Suspend, request: Request, caller: Principal
     )
 
 
-@router.post("/contracts/{contract_id}/terminate")
+@router.post("/contracts/{contract_id}/terminate", response_model=Mutation[Contract])
 def terminate(contract_id: str, body: Reason, request: Request, caller: Principal = Caller) -> JSONResponse:
     return mutate(
         request, caller, contracts.terminate_contract, contract_id, body=_dump(body), reason=body.reason
     )
 
 
-@router.post("/contracts/{contract_id}/uses", status_code=201)
+@router.post("/contracts/{contract_id}/uses", status_code=201, response_model=Mutation[Use])
 def use(contract_id: str, body: NewUse, request: Request, caller: Principal = Caller) -> JSONResponse:
     """A node authorises and records one use (policy check, budget reservation, metering, payment)."""
     return mutate(
@@ -291,7 +292,7 @@ def use(contract_id: str, body: NewUse, request: Request, caller: Principal = Ca
     )
 
 
-@router.post("/contracts/{contract_id}/queries")
+@router.post("/contracts/{contract_id}/queries", response_model=Document)
 def query(contract_id: str, body: QueryBody, request: Request, caller: Principal = Caller) -> Any:
     """Private SQL on the provider's node under this contract: checked, metered, noised."""
     from datavalley.node.query import QueryService
@@ -305,12 +306,12 @@ def query(contract_id: str, body: QueryBody, request: Request, caller: Principal
     )
 
 
-@router.get("/contracts/{contract_id}/uses")
+@router.get("/contracts/{contract_id}/uses", response_model=Page[Use])
 def uses(
     contract_id: str,
     request: Request,
     caller: Principal = Caller,
-    limit: int = 100,
+    limit: int = Query(100, ge=1, le=500),
     cursor: str | None = None,
 ) -> Any:
     return _page(
@@ -318,12 +319,16 @@ def uses(
     )
 
 
-@router.get("/contracts/{contract_id}/statement")
+@router.get("/contracts/{contract_id}/statement", response_model=Document)
 def contract_statement(contract_id: str, request: Request, caller: Principal = Caller) -> Any:
     return exchange_of(request).read(caller, settlement.contract_statement, contract_id)
 
 
-@router.get("/contracts/{contract_id}/invoice", response_model=None)
+@router.get(
+    "/contracts/{contract_id}/invoice",
+    response_model=Document,
+    responses={200: {"content": {"text/html": {}, "application/pdf": {}}}},
+)
 def invoice(
     contract_id: str,
     request: Request,
@@ -343,19 +348,23 @@ def invoice(
 # --- money -------------------------------------------------------------------------------------------
 
 
-@router.get("/accounts")
-def balances(request: Request, caller: Principal = Caller, participant_id: str | None = None) -> Any:
-    return {
-        "items": [render(b) for b in exchange_of(request).read(caller, accounts.balances, participant_id)]
-    }
+@router.get("/accounts", response_model=Page[Balance])
+def balances(
+    request: Request,
+    caller: Principal = Caller,
+    participant_id: str | None = None,
+    limit: int = Query(50, ge=1, le=500),
+    cursor: str | None = None,
+) -> Any:
+    return paged(exchange_of(request).read(caller, accounts.balances, participant_id), limit, cursor)
 
 
-@router.get("/accounts/invariants")
+@router.get("/accounts/invariants", response_model=Document)
 def invariants(request: Request, caller: Principal = Caller) -> Any:
     return exchange_of(request).read(caller, accounts.check_invariants)
 
 
-@router.get("/accounts/statement")
+@router.get("/accounts/statement", response_model=Document)
 def statement(
     request: Request,
     start: datetime,
@@ -368,33 +377,33 @@ def statement(
     )
 
 
-@router.post("/payments/deposits", status_code=201)
+@router.post("/payments/deposits", status_code=201, response_model=Mutation[Payment])
 def deposit(body: NewPayment, request: Request, caller: Principal = Caller) -> JSONResponse:
     return mutate(
         request, caller, accounts.request_deposit, body=_dump(body), status=201, **body.model_dump()
     )
 
 
-@router.post("/payments/withdrawals", status_code=201)
+@router.post("/payments/withdrawals", status_code=201, response_model=Mutation[Payment])
 def withdraw(body: NewPayment, request: Request, caller: Principal = Caller) -> JSONResponse:
     return mutate(
         request, caller, accounts.request_withdrawal, body=_dump(body), status=201, **body.model_dump()
     )
 
 
-@router.post("/payments/{payment_id}/confirm")
+@router.post("/payments/{payment_id}/confirm", response_model=Mutation[Payment])
 def confirm(payment_id: str, body: Confirm, request: Request, caller: Principal = Caller) -> JSONResponse:
     return mutate(
         request, caller, accounts.confirm_payment, payment_id, body=_dump(body), confirmed=body.confirmed
     )
 
 
-@router.get("/payments")
+@router.get("/payments", response_model=Page[Payment])
 def payments(
     request: Request,
     caller: Principal = Caller,
     status: str | None = None,
-    limit: int = 50,
+    limit: int = Query(50, ge=1, le=500),
     cursor: str | None = None,
 ) -> Any:
     return _page(
@@ -402,7 +411,7 @@ def payments(
     )
 
 
-@router.post("/settlement/run")
+@router.post("/settlement/run", response_model=Mutation[Document])
 def run_settlement(request: Request, caller: Principal = Caller) -> JSONResponse:
     return mutate(request, caller, contracts.run_settlement, shape=lambda v: v)
 
@@ -410,7 +419,7 @@ def run_settlement(request: Request, caller: Principal = Caller) -> JSONResponse
 # --- disputes ----------------------------------------------------------------------------------------
 
 
-@router.post("/contracts/{contract_id}/disputes", status_code=201)
+@router.post("/contracts/{contract_id}/disputes", status_code=201, response_model=Mutation[Dispute])
 def open_dispute(
     contract_id: str, body: NewDispute, request: Request, caller: Principal = Caller
 ) -> JSONResponse:
@@ -426,12 +435,12 @@ def open_dispute(
     )
 
 
-@router.get("/disputes")
+@router.get("/disputes", response_model=Page[Dispute])
 def disputes(
     request: Request,
     caller: Principal = Caller,
     status: str | None = None,
-    limit: int = 50,
+    limit: int = Query(50, ge=1, le=500),
     cursor: str | None = None,
 ) -> Any:
     return _page(
@@ -439,11 +448,11 @@ def disputes(
     )
 
 
-@router.get("/disputes/{dispute_id}")
+@router.get("/disputes/{dispute_id}", response_model=Dispute)
 def dispute(dispute_id: str, request: Request, caller: Principal = Caller) -> Any:
     return render(exchange_of(request).read(caller, settlement.get_dispute, dispute_id))
 
 
-@router.post("/disputes/{dispute_id}/rule")
+@router.post("/disputes/{dispute_id}/rule", response_model=Mutation[Dispute])
 def rule(dispute_id: str, body: Ruling, request: Request, caller: Principal = Caller) -> JSONResponse:
     return mutate(request, caller, settlement.rule_dispute, dispute_id, body=_dump(body), **body.model_dump())

@@ -9,10 +9,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from datavalley.api.app import Caller, exchange_of, mutate, render
+from datavalley.api.deps import Caller, Document, Mutation, Page, exchange_of, mutate, paged, render
 from datavalley.catalog import search as catalog_search
 from datavalley.identity.model import Principal
 from datavalley.rights import grading, registration, rights
+from datavalley.rights.model import Objection as ObjectionRecord
+from datavalley.rights.model import Resource, Right
 
 router = APIRouter(tags=["registration"])
 
@@ -87,34 +89,50 @@ class Rules(Strict):
     rules: dict[str, Any]
 
 
+class TitleItem(BaseModel):
+    depth: int
+    right: Right
+
+
+class SearchPage(Page[Resource]):
+    total: int
+    facets: dict[str, Any]
+
+
 def _dump(body: BaseModel) -> dict[str, Any]:
     return body.model_dump(mode="json")
 
 
-@router.post("/resources", status_code=201)
+@router.post("/resources", status_code=201, response_model=Mutation[Resource])
 def register_resource(body: RegisterResource, request: Request, caller: Principal = Caller) -> JSONResponse:
     """First registration of a data resource from a node's analysis (provider)."""
     kwargs = body.model_dump()
     return mutate(request, caller, registration.register_resource, body=_dump(body), status=201, **kwargs)
 
 
-@router.get("/resources/{resource_id}")
+@router.get("/resources/{resource_id}", response_model=Resource)
 def get_resource(resource_id: str, request: Request, caller: Principal = Caller) -> Any:
     return render(exchange_of(request).read(caller, registration.get_resource, resource_id))
 
 
-@router.get("/catalog/resources/{resource_id}")
+@router.get("/catalog/resources/{resource_id}", response_model=Resource)
 def catalog_entry(resource_id: str, request: Request, caller: Principal = Caller) -> Any:
     """A catalog entry (the DCAT distribution's access URL): the resource as the caller may see it."""
     return render(exchange_of(request).read(caller, registration.get_resource, resource_id))
 
 
-@router.get("/resources/{resource_id}/versions")
-def versions(resource_id: str, request: Request, caller: Principal = Caller) -> Any:
-    return {"items": exchange_of(request).read(caller, registration.version_history, resource_id)}
+@router.get("/resources/{resource_id}/versions", response_model=Page[Document])
+def versions(
+    resource_id: str,
+    request: Request,
+    caller: Principal = Caller,
+    limit: int = Query(50, ge=1, le=500),
+    cursor: str | None = None,
+) -> Any:
+    return paged(exchange_of(request).read(caller, registration.version_history, resource_id), limit, cursor)
 
 
-@router.post("/resources/{resource_id}/change")
+@router.post("/resources/{resource_id}/change", response_model=Mutation[Resource])
 def change(
     resource_id: str, body: ChangeResource, request: Request, caller: Principal = Caller
 ) -> JSONResponse:
@@ -124,7 +142,7 @@ def change(
     )
 
 
-@router.post("/resources/{resource_id}/renew")
+@router.post("/resources/{resource_id}/renew", response_model=Mutation[Resource])
 def renew(resource_id: str, body: Renew, request: Request, caller: Principal = Caller) -> JSONResponse:
     return mutate(
         request,
@@ -136,14 +154,14 @@ def renew(resource_id: str, body: Renew, request: Request, caller: Principal = C
     )
 
 
-@router.post("/resources/{resource_id}/cancel")
+@router.post("/resources/{resource_id}/cancel", response_model=Mutation[Resource])
 def cancel(resource_id: str, body: Reason, request: Request, caller: Principal = Caller) -> JSONResponse:
     return mutate(
         request, caller, registration.cancel_resource, resource_id, body=_dump(body), reason=body.reason
     )
 
 
-@router.post("/resources/{resource_id}/revoke")
+@router.post("/resources/{resource_id}/revoke", response_model=Mutation[Resource])
 def revoke(resource_id: str, body: Reason, request: Request, caller: Principal = Caller) -> JSONResponse:
     """Operator revokes a registration (reason required)."""
     return mutate(
@@ -151,17 +169,17 @@ def revoke(resource_id: str, body: Reason, request: Request, caller: Principal =
     )
 
 
-@router.post("/resources/{resource_id}/publish")
+@router.post("/resources/{resource_id}/publish", response_model=Mutation[Resource])
 def publish(resource_id: str, request: Request, caller: Principal = Caller) -> JSONResponse:
     return mutate(request, caller, registration.set_published, resource_id, published=True)
 
 
-@router.post("/resources/{resource_id}/unpublish")
+@router.post("/resources/{resource_id}/unpublish", response_model=Mutation[Resource])
 def unpublish(resource_id: str, request: Request, caller: Principal = Caller) -> JSONResponse:
     return mutate(request, caller, registration.set_published, resource_id, published=False)
 
 
-@router.post("/resources/{resource_id}/classification")
+@router.post("/resources/{resource_id}/classification", response_model=Mutation[Resource])
 def classify(resource_id: str, body: Classify, request: Request, caller: Principal = Caller) -> JSONResponse:
     """Operator confirms or corrects the grade."""
     return mutate(
@@ -175,24 +193,35 @@ def classify(resource_id: str, body: Classify, request: Request, caller: Princip
     )
 
 
-@router.get("/resources/{resource_id}/title")
-def title(resource_id: str, request: Request, caller: Principal = Caller) -> Any:
+@router.get("/resources/{resource_id}/title", response_model=Page[TitleItem])
+def title(
+    resource_id: str,
+    request: Request,
+    caller: Principal = Caller,
+    limit: int = Query(50, ge=1, le=500),
+    cursor: str | None = None,
+) -> Any:
     """The chain of title: every right on the resource, parents before children, with depth."""
     links = exchange_of(request).read(caller, rights.chain_of_title, resource_id)
-    return {"items": [{"depth": link.depth, "right": render(link.right)} for link in links]}
+    return paged([{"depth": link.depth, "right": render(link.right)} for link in links], limit, cursor)
 
 
-@router.get("/resources/{resource_id}/rights")
+@router.get("/resources/{resource_id}/rights", response_model=Page[Right])
 def resource_rights(
-    resource_id: str, request: Request, caller: Principal = Caller, active_only: bool = True
+    resource_id: str,
+    request: Request,
+    caller: Principal = Caller,
+    active_only: bool = True,
+    limit: int = Query(50, ge=1, le=500),
+    cursor: str | None = None,
 ) -> Any:
     items = exchange_of(request).read(
         caller, rights.list_rights, resource_id=resource_id, active_only=active_only
     )
-    return {"items": [render(r) for r in items]}
+    return paged(items, limit, cursor)
 
 
-@router.post("/resources/{resource_id}/rights", status_code=201)
+@router.post("/resources/{resource_id}/rights", status_code=201, response_model=Mutation[Right])
 def grant(resource_id: str, body: Grant, request: Request, caller: Principal = Caller) -> JSONResponse:
     """Grant processing & use or product operation (a licence)."""
     return mutate(
@@ -200,7 +229,9 @@ def grant(resource_id: str, body: Grant, request: Request, caller: Principal = C
     )
 
 
-@router.post("/resources/{resource_id}/public-data-authorisations", status_code=201)
+@router.post(
+    "/resources/{resource_id}/public-data-authorisations", status_code=201, response_model=Mutation[Right]
+)
 def authorise(
     resource_id: str, body: Authorise, request: Request, caller: Principal = Caller
 ) -> JSONResponse:
@@ -216,7 +247,7 @@ def authorise(
     )
 
 
-@router.post("/resources/{resource_id}/transfer")
+@router.post("/resources/{resource_id}/transfer", response_model=Mutation[list[Right]])
 def transfer(resource_id: str, body: Transfer, request: Request, caller: Principal = Caller) -> JSONResponse:
     return mutate(
         request,
@@ -229,7 +260,7 @@ def transfer(resource_id: str, body: Transfer, request: Request, caller: Princip
     )
 
 
-@router.post("/rights/{right_id}/revoke")
+@router.post("/rights/{right_id}/revoke", response_model=Mutation[list[Right]])
 def revoke_right(right_id: str, body: Reason, request: Request, caller: Principal = Caller) -> JSONResponse:
     """Revoke a right and everything derived from it."""
     return mutate(
@@ -243,17 +274,22 @@ def revoke_right(right_id: str, body: Reason, request: Request, caller: Principa
     )
 
 
-@router.get("/rights")
+@router.get("/rights", response_model=Page[Right])
 def my_rights(
-    request: Request, caller: Principal = Caller, holder_id: str | None = None, active_only: bool = True
+    request: Request,
+    caller: Principal = Caller,
+    holder_id: str | None = None,
+    active_only: bool = True,
+    limit: int = Query(50, ge=1, le=500),
+    cursor: str | None = None,
 ) -> Any:
     items = exchange_of(request).read(
         caller, rights.list_rights, holder_id=holder_id, active_only=active_only
     )
-    return {"items": [render(r) for r in items]}
+    return paged(items, limit, cursor)
 
 
-@router.post("/resources/{resource_id}/objections", status_code=201)
+@router.post("/resources/{resource_id}/objections", status_code=201, response_model=Mutation[ObjectionRecord])
 def object_(resource_id: str, body: Objection, request: Request, caller: Principal = Caller) -> JSONResponse:
     """File an objection: the resource is frozen until the operator resolves it."""
     return mutate(
@@ -267,16 +303,18 @@ def object_(resource_id: str, body: Objection, request: Request, caller: Princip
     )
 
 
-@router.get("/resources/{resource_id}/objections")
-def objections(resource_id: str, request: Request, caller: Principal = Caller) -> Any:
-    return {
-        "items": [
-            render(o) for o in exchange_of(request).read(caller, registration.list_objections, resource_id)
-        ]
-    }
+@router.get("/resources/{resource_id}/objections", response_model=Page[ObjectionRecord])
+def objections(
+    resource_id: str,
+    request: Request,
+    caller: Principal = Caller,
+    limit: int = Query(50, ge=1, le=500),
+    cursor: str | None = None,
+) -> Any:
+    return paged(exchange_of(request).read(caller, registration.list_objections, resource_id), limit, cursor)
 
 
-@router.post("/objections/{objection_id}/resolve")
+@router.post("/objections/{objection_id}/resolve", response_model=Mutation[ObjectionRecord])
 def resolve(objection_id: str, body: Resolve, request: Request, caller: Principal = Caller) -> JSONResponse:
     return mutate(
         request,
@@ -289,7 +327,7 @@ def resolve(objection_id: str, body: Resolve, request: Request, caller: Principa
     )
 
 
-@router.get("/resources/{resource_id}/certificate")
+@router.get("/resources/{resource_id}/certificate", response_model=Document)
 def certificate(
     resource_id: str, request: Request, caller: Principal = Caller, version: int | None = Query(None, ge=1)
 ) -> Any:
@@ -312,7 +350,7 @@ def certificate_html(
     return render_html(certificate(resource_id, request, caller, version))
 
 
-@router.get("/catalog/search")
+@router.get("/catalog/search", response_model=SearchPage)
 def search(
     request: Request,
     caller: Principal = Caller,
@@ -348,7 +386,7 @@ def search(
     }
 
 
-@router.get("/catalog/dcat")
+@router.get("/catalog/dcat", response_model=Document)
 def dcat(request: Request, caller: Principal = Caller) -> Any:
     """The public catalog as DCAT-AP 3 JSON-LD."""
     from datavalley.rights import certify
@@ -358,12 +396,12 @@ def dcat(request: Request, caller: Principal = Caller) -> Any:
     )
 
 
-@router.get("/classification/rules")
+@router.get("/classification/rules", response_model=Document)
 def get_rules(request: Request, caller: Principal = Caller) -> Any:
     return exchange_of(request).read(caller, grading.get_rules)
 
 
-@router.post("/classification/rules")
+@router.post("/classification/rules", response_model=Mutation[Document])
 def set_rules(body: Rules, request: Request, caller: Principal = Caller) -> JSONResponse:
     """Operator replaces the classification rule set (a new version)."""
     return mutate(request, caller, grading.set_rules, body=_dump(body), shape=lambda v: v, rules=body.rules)

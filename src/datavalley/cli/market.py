@@ -470,7 +470,7 @@ def answer_table(answer: dict[str, Any]) -> Table:
                 shown = f"{value:,.2f}" if isinstance(value, float) else f"{value:,}"
                 cells.append(f"{shown}  [dim]±95% [{n['ci95'][0]:,.1f}, {n['ci95'][1]:,.1f}][/dim]")
         t.add_row(*cells)
-    suppressed = answer.get("suppressedGroups")
+    suppressed = answer.get("suppressed_groups")
     t.caption = f"ε charged {answer['charged']:g}, budget left {answer['budget_left']:g}; " + (
         "groups released by DP thresholding" if suppressed is None else f"{suppressed} group(s) suppressed"
     )

@@ -75,7 +75,7 @@ class Released:
                 [None if n is None else {"scale": n.scale, "ci95": list(n.ci95)} for n in row]
                 for row in self.noise
             ],
-            "suppressedGroups": self.suppressed_groups,
+            "suppressed_groups": self.suppressed_groups,
             "cost": self.cost.to_json(),
             "threshold": self.threshold,
         }

@@ -34,7 +34,13 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=8, max_overflow=16)
+    try:
+        return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=8, max_overflow=16)
+    except ModuleNotFoundError as exc:  # the driver is an optional extra
+        from datavalley.errors import Unavailable
+
+        extra = " (pip install 'datavalley[postgres]')" if url.startswith("postgresql") else ""
+        raise Unavailable(f"the database driver for this URL is not installed: {exc.name}{extra}") from None
 
 
 def _configure_sqlite(engine: Engine) -> None:
