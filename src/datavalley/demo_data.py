@@ -11,8 +11,6 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from stdnum.cn import ric, uscc
 
 COUNTIES = ["520102", "520103", "520111", "520302", "520201", "520402"]  # Guiyang, Zunyi, Liupanshui, Anshun
@@ -99,18 +97,47 @@ def write_trips(path: Path, rows: int, seed: int = 1) -> Path:
 def write_loan_applicants(path: Path, rows: int, seed: int = 2) -> Path:
     """Bank loan applicants (Parquet): ID numbers, phones, bank cards, income, amount, decision."""
     rng = random.Random(seed)
-    table = pa.table(
-        {
-            "application_id": [f"L{i:07d}" for i in range(rows)],
-            "applicant_id_no": [resident_id(rng) for _ in range(rows)],
-            "phone": [mobile(rng) for _ in range(rows)],
-            "card_no": [bank_card(rng) for _ in range(rows)],
-            "monthly_income_cny": [rng.randint(2_000, 60_000) for _ in range(rows)],
-            "loan_amount_cny": [rng.randint(5, 500) * 1000 for _ in range(rows)],
-            "approved": [rng.random() < 0.7 for _ in range(rows)],
-        }
-    )
-    pq.write_table(table, path)
+    import csv
+    import tempfile
+
+    import duckdb
+
+    columns = {
+        "application_id": "VARCHAR",
+        "applicant_id_no": "VARCHAR",
+        "phone": "VARCHAR",
+        "card_no": "VARCHAR",
+        "monthly_income_cny": "BIGINT",
+        "loan_amount_cny": "BIGINT",
+        "approved": "BOOLEAN",
+    }
+    # Written through DuckDB (no pyarrow in the default install): CSV with declared types -> Parquet.
+    with tempfile.TemporaryDirectory() as tmp:
+        staging = Path(tmp) / "rows.csv"
+        with staging.open("w", newline="", encoding="utf-8") as fh:
+            out = csv.writer(fh)
+            out.writerow(columns)
+            for i in range(rows):
+                out.writerow(
+                    [
+                        f"L{i:07d}",
+                        resident_id(rng),
+                        mobile(rng),
+                        bank_card(rng),
+                        rng.randint(2_000, 60_000),
+                        rng.randint(5, 500) * 1000,
+                        "true" if rng.random() < 0.7 else "false",
+                    ]
+                )
+        con = duckdb.connect()
+        try:
+            types = "{" + ", ".join(f"'{k}': '{v}'" for k, v in columns.items()) + "}"
+            con.execute(
+                f"COPY (SELECT * FROM read_csv('{staging}', header=true, columns={types})) "
+                f"TO '{path}' (FORMAT parquet)"
+            )
+        finally:
+            con.close()
     return path
 
 

@@ -96,16 +96,16 @@ def test_field_names_are_snake_case(spec: dict[str, Any]) -> None:
             continue
         bad += [f"{name}.{p}" for p in schema.get("properties", {}) if not SNAKE.match(p)]
     for method, path, op in _operations(spec):
-        bad += [f"{method} {path} ?{p['name']}" for p in op.get("parameters", []) if not SNAKE.match(p["name"])]
+        bad += [
+            f"{method} {path} ?{p['name']}" for p in op.get("parameters", []) if not SNAKE.match(p["name"])
+        ]
     assert bad == []
 
 
 def test_bearer_security_scheme_on_every_authenticated_route(spec: dict[str, Any]) -> None:
     schemes = spec["components"]["securitySchemes"]
     assert schemes["HTTPBearer"] == {**schemes["HTTPBearer"], "type": "http", "scheme": "bearer"}
-    unsecured = [
-        f"{m} {p}" for m, p, op in _operations(spec) if p != "/v1/health" and not op.get("security")
-    ]
+    unsecured = [f"{m} {p}" for m, p, op in _operations(spec) if p != "/v1/health" and not op.get("security")]
     assert unsecured == []
 
 

@@ -50,9 +50,7 @@ def standards_file(*parts: str) -> Path:
     """Return a path under the copied rfc9162 standards folder, failing the test if it does not exist."""
     path = RFC9162_DIR.joinpath(*parts)
     if not path.exists():
-        pytest.fail(
-            f"standards file {path} is missing; see tests/data/standards/README.md"
-        )
+        pytest.fail(f"standards file {path} is missing; see tests/data/standards/README.md")
     return path
 
 

@@ -11,7 +11,9 @@ import pytest
 from datavalley.psi import _sodium
 
 
-def test_bundled_library_is_extracted_once_and_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bundled_library_is_extracted_once_and_private(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     first = _sodium.bundled_library()
     assert first is not None and first.startswith(str(tmp_path))

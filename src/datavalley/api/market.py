@@ -16,6 +16,7 @@ from datavalley.api.deps import Caller, Document, Mutation, Page, exchange_of, m
 from datavalley.identity.model import Principal
 from datavalley.market import accounts, contracts, products, settlement
 from datavalley.market.model import Balance, Contract, Dispute, Payment, Product, Use
+from datavalley.market.terms import TERMS_SCHEMA
 
 router = APIRouter(tags=["market"])
 
@@ -30,7 +31,7 @@ class NewProduct(Strict):
     kind: str
     resource_ids: list[str] = Field(min_length=1, max_length=50)
     price: dict[str, Any]
-    terms: dict[str, Any]
+    terms: dict[str, Any] = Field(json_schema_extra=TERMS_SCHEMA)
     tags: list[str] = Field(default_factory=list, max_length=50)
 
 

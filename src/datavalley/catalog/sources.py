@@ -26,15 +26,17 @@ from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 import sqlalchemy as sa
 
 from datavalley.catalog._sql import ScanPlan, quote_ident, quote_literal
 from datavalley.catalog.errors import SourceError
 from datavalley.catalog.schema import Schema, read_schema
+
+if TYPE_CHECKING:  # pyarrow is the optional `databases` extra: only database sources need it
+    import pyarrow as pa
 
 __all__ = [
     "SOURCE_VIEW",
@@ -338,6 +340,8 @@ def _check_not_empty(conn: SourceConnection) -> None:
 
 
 def _arrow_type(column_type: sa.types.TypeEngine[Any]) -> pa.DataType:
+    import pyarrow as pa
+
     # Declared types decide the Arrow type, so every batch has the same schema even when a batch is
     # all NULL. SQLite is dynamically typed: a value that does not fit is reported, not guessed.
     if isinstance(column_type, sa.Boolean):
@@ -376,6 +380,13 @@ def _to_text(value: Any) -> Any:
 
 
 def _batches(conn: SourceConnection, table: sa.Table, engine: sa.Engine) -> Iterator[pa.RecordBatch]:
+    try:
+        import pyarrow as pa
+    except ModuleNotFoundError:
+        raise SourceError(
+            conn.source.location,
+            "reading a database table needs pyarrow: pip install 'datavalley[databases]'",
+        ) from None
     types = [_arrow_type(c.type) for c in table.columns]
     names = [c.name for c in table.columns]
     schema = pa.schema([pa.field(n, t) for n, t in zip(names, types, strict=True)])

@@ -41,7 +41,10 @@ GROUPS: dict[str, tuple[str, str]] = {
     "products": ("datavalley.cli.market:products", "Data products: create, submit, review, delist, search."),
     "contracts": ("datavalley.cli.market:contracts_app", "Contracts: request, offer, accept, sign, use."),
     "money": ("datavalley.cli.market:money", "Money: deposits, withdrawals, balances, settlement."),
-    "disputes": ("datavalley.cli.market:disputes", "Disputes on contracts, with ledger receipts as evidence."),
+    "disputes": (
+        "datavalley.cli.market:disputes",
+        "Disputes on contracts, with ledger receipts as evidence.",
+    ),
     "query": ("datavalley.cli.market:query_app", "Private SQL under a contract (noised, metered)."),
     "psi": ("datavalley.cli.psi:psi_app", "Private set intersection under contracts: serve, run."),
 }
@@ -218,9 +221,7 @@ def hoist_global_options(argv: list[str]) -> list[str]:
             rest.extend(argv[i:])
             break
         name = arg.split("=", 1)[0]
-        if arg in GLOBAL_FLAGS:
-            front.append(arg)
-        elif name in GLOBAL_VALUE_OPTIONS and "=" in arg:
+        if arg in GLOBAL_FLAGS or (name in GLOBAL_VALUE_OPTIONS and "=" in arg):
             front.append(arg)
         elif arg in GLOBAL_VALUE_OPTIONS and i + 1 < len(argv):
             front.extend(argv[i : i + 2])

@@ -26,10 +26,18 @@ disputes = typer.Typer(help="Disputes on contracts, with ledger receipts as evid
 
 
 def _json_arg(value: str, name: str) -> Any:
-    """A JSON argument given inline or as @FILE."""
-    text = Path(value[1:]).read_text(encoding="utf-8") if value.startswith("@") else value
+    """A JSON argument given inline or as @FILE (whole-line ``//`` comments allowed)."""
+    from datavalley.market.terms import strip_comments
+
+    if value.startswith("@"):
+        try:
+            text = Path(value[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InvalidInput(f"--{name} {value}: {exc.strerror or exc}", field=name) from None
+    else:
+        text = value
     try:
-        return json.loads(text)
+        return json.loads(strip_comments(text))
     except ValueError as exc:
         raise InvalidInput(f"--{name} is not valid JSON: {exc}", field=name) from None
 
@@ -94,9 +102,11 @@ def create(
     kind: str = typer.Option(..., help="private_analytics | set_intersection | file_delivery"),
     resource: list[str] = typer.Option(..., "--resource", help="resource ID (repeatable)"),
     price: str = typer.Option(..., help='JSON, e.g. {"model":"per_query","amount":500} (fen), or @FILE'),
-    terms: str = typer.Option(..., help="JSON policy template, or @FILE"),
-    description: str = "",
-    tag: list[str] = typer.Option([], "--tag"),
+    terms: str = typer.Option(
+        ..., help="JSON policy template, or @FILE (see `datavalley products terms-template --kind …`)"
+    ),
+    description: str = typer.Option("", help="What the product offers."),
+    tag: list[str] = typer.Option([], "--tag", help="A search tag (repeatable)."),
 ) -> None:
     """Create a draft product on resources you hold or operate."""
     st = state(ctx)
@@ -129,6 +139,21 @@ _product_action("delist", "Stop new orders (running contracts continue).", lambd
 _product_action(
     "regulator-approval", "Regulator: approve a product on important data.", lambda n: {"note": n}
 )
+
+
+@products.command("terms-template")
+def terms_template(
+    ctx: typer.Context,
+    kind: str = typer.Option(..., help="private_analytics | set_intersection | file_delivery"),
+) -> None:
+    """Print a commented, valid example of product terms for KIND (save it and pass --terms @FILE)."""
+    from datavalley.market.terms import commented_template, template
+
+    st = state(ctx)
+    if st.as_json:
+        output(st, template(kind))
+        return
+    typer.echo(commented_template(kind), nl=False)
 
 
 @products.command("review")

@@ -299,6 +299,9 @@ def create_product(
     p = parse_price(price)
     t = parse_terms(k, terms)
     rows = _resources(ctx, resource_ids, me)
+    from datavalley.market.terms import check_against_resources
+
+    check_against_resources(k, t, rows)
     ids = {r.id for r in rows}
     if "tables" in t:
         if set(t["tables"].values()) != ids or len(t["tables"]) != len(ids):

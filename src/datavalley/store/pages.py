@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from sqlalchemy import Select
-from sqlalchemy.orm import InstrumentedAttribute, Session
+if TYPE_CHECKING:  # the SDK imports Page; it must not pay for SQLAlchemy
+    from sqlalchemy import Select
+    from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from datavalley.errors import InvalidInput
 
