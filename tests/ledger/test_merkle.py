@@ -34,8 +34,8 @@ from datavalley.ledger.merkle import (
 )
 
 # ---------------------------------------------------------------------------------------------------------
-# The RFC 9162 conformance data is copied into tests/data/standards (provenance in its README). It is required: when it is
-# missing, the probe tests below fail instead of silently collecting nothing.
+# The RFC 9162 conformance data is copied into tests/data/standards (provenance in its README).
+# It is required: when it is missing, the probe tests below fail instead of silently collecting nothing.
 # ---------------------------------------------------------------------------------------------------------
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

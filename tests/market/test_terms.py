@@ -76,7 +76,7 @@ def test_privacy_unit_must_be_a_column_and_budget_must_pay_for_sessions(
 ) -> None:
     rid = _resource(world, logistics, tmp_path, "{i}")
     analytics = template("private_analytics") | {"tables": {"fares": rid}}
-    with pytest.raises(InvalidInput, match="privacy_unit 'driver_id' is not|privacy_unit 'nobody'"):
+    with pytest.raises(InvalidInput, match="privacy_unit 'nobody' is not a column"):
         _create(
             logistics,
             rid,
@@ -88,7 +88,7 @@ def test_privacy_unit_must_be_a_column_and_budget_must_pay_for_sessions(
         "max_uses": 5,
         "psi": {"id_column": "driver_phone", "id_kind": "phone", "columns": {"fare": [0, 500]}},
     }
-    with pytest.raises(InvalidInput, match="sell up to 5 aggregate sessions but ε 2.0 pays for 2"):
+    with pytest.raises(InvalidInput, match=r"sell up to 5 aggregate sessions but ε 2\.0 pays for 2"):
         _create(logistics, rid, "set_intersection", psi)
     ok = _create(logistics, rid, "set_intersection", psi | {"max_uses": 2}).value
     assert ok.terms["max_uses"] == 2

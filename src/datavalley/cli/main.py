@@ -43,7 +43,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "money": ("datavalley.cli.market:money", "Money: deposits, withdrawals, balances, settlement."),
     "disputes": (
         "datavalley.cli.market:disputes",
-        "Disputes on contracts, with ledger receipts as evidence.",
+        "Disputes on contracts (ledger receipts as evidence).",
     ),
     "query": ("datavalley.cli.market:query_app", "Private SQL under a contract (noised, metered)."),
     "psi": ("datavalley.cli.psi:psi_app", "Private set intersection under contracts: serve, run."),
