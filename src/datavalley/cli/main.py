@@ -23,6 +23,7 @@ import typer
 from typer.core import TyperGroup
 
 from datavalley.cli.state import CliState, kv_table, output, state
+from datavalley.cli.vocabulary import fill_help
 from datavalley.errors import DatavalleyError, InvalidInput
 
 #: name -> ("module:attribute" of a ``typer.Typer``, one-line help). Add a group with one line here.
@@ -74,6 +75,7 @@ class LazyGroup(TyperGroup):
         cmd = typer.main.get_command(sub)
         cmd.name = cmd_name
         cmd.params = [p for p in cmd.params if p.name not in ("install_completion", "show_completion")]
+        fill_help(cmd, (cmd_name,))
         if not cmd.help:
             cmd.help = short
         self.commands[cmd_name] = cmd

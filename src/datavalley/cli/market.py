@@ -171,6 +171,7 @@ def review(
 
 @products.command("show")
 def show_product(ctx: typer.Context, product_id: str) -> None:
+    """Show a product: kind, price, status and the listing checklist."""
     st = state(ctx)
     p = st.client().get_product(product_id)
     output(st, p, product_table(p))
@@ -256,6 +257,7 @@ def agreement(ctx: typer.Context, contract_id: str) -> None:
 
 @contracts_app.command("terminate")
 def terminate(ctx: typer.Context, contract_id: str, reason: str = typer.Option(...)) -> None:
+    """Terminate a contract (escrow is settled and rights revoked)."""
     st = state(ctx)
     res = st.client().contract_action(contract_id, "terminate", {"reason": reason})
     output(st, res.value, contract_table(res.value), receipts=res.receipts)
@@ -271,6 +273,7 @@ def suspend(ctx: typer.Context, contract_id: str, resume: bool = False, reason: 
 
 @contracts_app.command("show")
 def show_contract(ctx: typer.Context, contract_id: str) -> None:
+    """Show a contract: state, parties, price, uses and escrow."""
     st = state(ctx)
     c = st.client().get_contract(contract_id)
     output(st, c, contract_table(c))
@@ -278,6 +281,7 @@ def show_contract(ctx: typer.Context, contract_id: str) -> None:
 
 @contracts_app.command("list")
 def list_contracts(ctx: typer.Context, contract_state: str | None = typer.Option(None, "--state")) -> None:
+    """Contracts you are a party to (operators: all)."""
     st = state(ctx)
     items = st.client().contracts(state=contract_state)
     rows = [[c.id, c.product_id, c.state.value, c.consumer_id, yuan(c.escrow), c.uses] for c in items]
@@ -309,6 +313,7 @@ def uses(ctx: typer.Context, contract_id: str) -> None:
 
 @contracts_app.command("statement")
 def contract_statement(ctx: typer.Context, contract_id: str) -> None:
+    """A contract's statement: prepaid, released, fees, refunds, escrow left."""
     st = state(ctx)
     s = st.client().contract_statement(contract_id)
     if st.as_json:
@@ -377,6 +382,7 @@ def withdraw(
     reference: str = typer.Option(...),
     idempotency_key: str | None = None,
 ) -> None:
+    """Request a withdrawal to your bank account; the operator confirms it."""
     st = state(ctx)
     res = st.client().withdraw(amount, reference, idempotency_key=idempotency_key)
     output(st, res.value, receipts=res.receipts)
@@ -392,6 +398,7 @@ def confirm(ctx: typer.Context, payment_id: str, reject: bool = False) -> None:
 
 @money.command("balances")
 def balances(ctx: typer.Context, participant: str | None = None) -> None:
+    """Account balances (yours; operators may name a participant)."""
     st = state(ctx)
     items = st.client().balances(participant)
     output(
@@ -434,6 +441,7 @@ def open_(
     claim: str = typer.Option(...),
     evidence: list[Path] = typer.Option(..., "--receipt", help="ledger receipt JSON file (repeatable)"),
 ) -> None:
+    """Open a dispute on a contract, with ledger receipts as evidence."""
     st = state(ctx)
     receipts = [json.loads(p.read_text(encoding="utf-8")) for p in evidence]
     res = st.client().open_dispute(contract_id, claim=claim, evidence=receipts)
@@ -459,6 +467,7 @@ def rule(
 
 @disputes.command("list")
 def list_disputes(ctx: typer.Context, status: str | None = None) -> None:
+    """Disputes you are a party to (operators: all)."""
     st = state(ctx)
     items = st.client().disputes(status=status)
     output(

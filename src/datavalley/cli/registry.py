@@ -12,7 +12,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.tree import Tree
 
 from datavalley.cli.state import CliState, console, kv_table, list_table, output, state
-from datavalley.errors import IntegrityError, InvalidInput
+from datavalley.errors import Conflict, Forbidden, IntegrityError, InvalidInput
 from datavalley.rights.model import Resource, Right
 
 resources = typer.Typer(
@@ -139,11 +139,20 @@ def register(
     public_data: bool = typer.Option(False, help="Public data held by a public body."),
     publish: bool = typer.Option(False, help="Show it in the public catalog."),
 ) -> None:
-    """Analyse data on this node and register it: only metadata, digests and aggregates are sent."""
+    """Analyse data on this node and register it: only metadata, digests and aggregates are sent.
+
+    The node remembers where the data lives (NODE_HOME/node/resources.json): through --server, pass
+    --home (or DATAVALLEY_HOME) for this node, or nothing is registered."""
     from datavalley.node.analysis import location_of, registration_payload
     from datavalley.node.registry import NodeRegistry
 
     st = state(ctx)
+    if st.server and st.home is None:
+        raise InvalidInput(
+            "registering through --server needs this node's home (--home NODE_HOME or DATAVALLEY_HOME): "
+            "the node keeps the file's location there for later queries; nothing was registered",
+            field="home",
+        )
     a = _analyse(st, location, table, format, sector)
     res = st.client().register_resource(
         name=name,
@@ -156,13 +165,48 @@ def register(
         public_data=public_data,
         published=publish,
     )
-    if st.home or not st.server:
-        from datavalley.config import load_settings
+    from datavalley.config import load_settings
 
-        NodeRegistry(st.home or load_settings().home).record(
-            res.value.id, location_of(a.source, a.fingerprint)
-        )
+    NodeRegistry(st.home or load_settings().home).record(res.value.id, location_of(a.source, a.fingerprint))
     output(st, res.value, resource_table(res.value), receipts=res.receipts)
+
+
+@resources.command("attach")
+def attach(
+    ctx: typer.Context,
+    resource_id: str = typer.Argument(..., help="The registered resource (r_…)."),
+    location: str = typer.Argument(..., help="Where its data is now: a file path or database URL."),
+    table: str | None = typer.Option(None, help="Table name, for a database URL."),
+    format: str | None = typer.Option(None, help="csv, parquet or jsonl (default: from the file name)."),
+) -> None:
+    """Re-attach a moved file to this node: its fingerprint must equal the registered one."""
+    from datavalley.catalog.errors import SourceError
+    from datavalley.catalog.fingerprint import fingerprint
+    from datavalley.catalog.sources import connect, open_source
+    from datavalley.config import load_settings
+    from datavalley.node.analysis import location_of
+    from datavalley.node.registry import NodeRegistry
+
+    st = state(ctx)
+    registered = st.client().get_resource(resource_id)
+    if st.client().whoami().get("participant_id") != registered.provider_id:
+        raise Forbidden(f"only the holder of {resource_id} attaches its data to a node", resource_id=resource_id)
+    try:
+        src = open_source(location, format=format, table=table)
+        with connect(src) as conn:
+            found = fingerprint(conn).value
+    except SourceError as exc:
+        raise InvalidInput(str(exc), source=exc.location) from None
+    if found != registered.fingerprint:
+        raise Conflict(
+            f"{location} is not the registered data of {resource_id}: fingerprint {found} "
+            f"!= registered {registered.fingerprint} (changed data is re-registered with `resources change`)",
+            resource_id=resource_id,
+        )
+    home = st.home or load_settings().home
+    NodeRegistry(home).record(resource_id, location_of(src, found))
+    data = {"resource_id": resource_id, "location": src.location, "fingerprint": found, "node_home": str(home)}
+    output(st, data, kv_table(f"attached {resource_id}", list(data.items())))
 
 
 @resources.command("change")
