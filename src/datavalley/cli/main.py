@@ -51,7 +51,7 @@ GROUPS: dict[str, tuple[str, str]] = {
 }
 
 #: Global options that take a value, and flags; accepted anywhere on the command line.
-GLOBAL_VALUE_OPTIONS = ("--home", "--server", "--token")
+GLOBAL_VALUE_OPTIONS = ("--home", "--server", "--token", "--get")
 GLOBAL_FLAGS = ("--json",)
 
 
@@ -119,8 +119,11 @@ def main_options(
     server: str | None = typer.Option(None, envvar="DATAVALLEY_SERVER", help="Talk to this API server."),
     token: str | None = typer.Option(None, envvar="DATAVALLEY_TOKEN", help="API token."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    get: str | None = typer.Option(
+        None, "--get", help="Print one field of the JSON answer, e.g. --get data.id (for scripts)."
+    ),
 ) -> None:
-    ctx.obj = CliState(home=home, server=server, token=token, as_json=as_json)
+    ctx.obj = CliState(home=home, server=server, token=token, as_json=as_json, get=get)
     ctx.call_on_close(ctx.obj.close)
 
 
@@ -189,6 +192,33 @@ def serve(
         uvicorn.run(create_app(ex, publisher=True), host=host, port=port, log_config=None, access_log=False)
     finally:
         ex.close()
+
+
+@app.command()
+def health(
+    ctx: typer.Context,
+    wait: float = typer.Option(0.0, help="Keep trying for up to this many seconds (a server starting)."),
+) -> None:
+    """Is the API at --server up? (No token needed.)"""
+    import time
+
+    import httpx
+
+    from datavalley.errors import Unavailable
+
+    st = state(ctx)
+    if not st.server:
+        raise InvalidInput("health asks a server: pass --server URL", field="server")
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            answer = httpx.get(f"{st.server.rstrip('/')}/v1/health", timeout=5).json()
+            break
+        except (httpx.HTTPError, ValueError) as exc:
+            if time.monotonic() >= deadline:
+                raise Unavailable(f"no datavalley API at {st.server}: {exc}") from None
+            time.sleep(0.2)
+    output(st, answer, kv_table("health", list(answer.items())))
 
 
 @app.command()

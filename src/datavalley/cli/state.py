@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ class CliState:
     server: str | None = None
     token: str | None = None
     as_json: bool = False
+    get: str | None = None
     _client: Client | None = field(default=None, repr=False)
     _exchange: Any = field(default=None, repr=False)
 
@@ -75,12 +77,18 @@ def jsonable(value: Any) -> Any:
 def output(
     st: CliState, value: Any, table: Table | None = None, *, receipts: list[Any] | None = None
 ) -> None:
-    """Print ``value`` as JSON (``--json``) or the given rich table, plus a receipt summary."""
-    if st.as_json:
+    """Print ``value`` as JSON (``--json``), one field of that JSON (``--get a.b.0``) or the given rich
+    table, plus a receipt summary."""
+    if st.as_json or st.get:
         data = jsonable(value)
         if receipts is not None:
             data = {"data": data, "receipts": receipts}
-        typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        if st.get:
+            data = pick(data, st.get)
+            if isinstance(data, str | int | float) and not isinstance(data, bool):
+                typer.echo(str(data))
+                return
+        typer.echo(json.dumps(data, ensure_ascii=False, indent=None if st.get else 2))
         return
     if table is not None:
         console.print(table)
@@ -93,19 +101,51 @@ def output(
         )
 
 
+def pick(data: Any, path: str) -> Any:
+    """The value at dotted ``path`` (``data.participant.id``, ``items.0.id``) of ``--json`` output."""
+    from datavalley.errors import InvalidInput
+
+    here = data
+    for part in path.split("."):
+        if isinstance(here, dict) and part in here:
+            here = here[part]
+        elif isinstance(here, list) and part.isdigit() and int(part) < len(here):
+            here = here[int(part)]
+        else:
+            keys = ", ".join(map(str, here)) if isinstance(here, dict) else f"a list of {len(here)}"
+            raise InvalidInput(f"--get {path}: no {part!r} here (has: {keys})", field="get")
+    return here
+
+
+#: IDs and secrets (``p_01…``, ``dvt_…``, ``sha256:…``): never wrapped or truncated in tables.
+_ID = re.compile(r"^[a-z]{1,5}_[0-9A-Za-z_-]{6,}$|^sha256:[0-9a-f]{64}$")
+
+
+def _id_width(values: list[str]) -> int:
+    return max((len(v) for v in values if _ID.match(v)), default=0)
+
+
 def kv_table(title: str, rows: list[tuple[str, Any]]) -> Table:
+    """Field/value rows; IDs keep their full width (the value column never wraps them)."""
+    values = ["" if v is None else str(v) for _, v in rows]
     t = Table(title=title, show_header=False)
-    t.add_column("field", style="bold")
-    t.add_column("value", overflow="fold")
-    for k, v in rows:
-        t.add_row(k, "" if v is None else str(v))
+    t.add_column("field", style="bold", no_wrap=True)
+    t.add_column("value", overflow="fold", min_width=_id_width(values) or None)
+    for (k, _), v in zip(rows, values, strict=True):
+        t.add_row(k, v)
     return t
 
 
 def list_table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
+    """Rows of a list; columns holding IDs never wrap or truncate (other columns fold instead)."""
+    cells = [["" if v is None else str(v) for v in r] for r in rows]
     t = Table(title=title)
-    for c in columns:
-        t.add_column(c)
-    for r in rows:
-        t.add_row(*("" if v is None else str(v) for v in r))
+    for i, c in enumerate(columns):
+        width = _id_width([r[i] for r in cells if i < len(r)])
+        if width:
+            t.add_column(c, no_wrap=True, min_width=width, overflow="ignore")
+        else:
+            t.add_column(c, overflow="fold")
+    for r in cells:
+        t.add_row(*r)
     return t
