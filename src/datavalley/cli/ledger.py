@@ -37,6 +37,14 @@ def checkpoint(ctx: typer.Context) -> None:
         typer.echo(cp["note"], nl=False)
 
 
+@ledger.command("verifier-key")
+def verifier_key_cmd(ctx: typer.Context) -> None:
+    """The exchange's checkpoint verifier key (C2SP vkey): pin it for `ledger verify` and `cert verify`."""
+    st = state(ctx)
+    data = st.client().get("/v1/ledger/verifier-key")
+    output(st, data, kv_table("exchange verifier key", list(data.items())))
+
+
 @ledger.command("entries")
 def entries(
     ctx: typer.Context, start: int = 0, end: int = typer.Option(..., help="Exclusive end index.")

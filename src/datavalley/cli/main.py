@@ -72,7 +72,7 @@ class LazyGroup(TyperGroup):
             return TyperGroup(name=cmd_name, help=short)
         module, _, attr = target.partition(":")
         sub: typer.Typer = getattr(importlib.import_module(module), attr)
-        cmd = typer.main.get_command(sub)
+        cmd = typer.main.get_group(sub)
         cmd.name = cmd_name
         cmd.params = [p for p in cmd.params if p.name not in ("install_completion", "show_completion")]
         fill_help(cmd, (cmd_name,))
@@ -123,7 +123,7 @@ def main_options(
         None, "--get", help="Print one field of the JSON answer, e.g. --get data.id (for scripts)."
     ),
 ) -> None:
-    ctx.obj = CliState(home=home, server=server, token=token, as_json=as_json, get=get)
+    ctx.obj = CliState(home=home, server=server, token=token, as_json=as_json or bool(get), get=get)
     ctx.call_on_close(ctx.obj.close)
 
 
@@ -227,6 +227,29 @@ def whoami(ctx: typer.Context) -> None:
     st = state(ctx)
     me = st.client().whoami()
     output(st, me, kv_table("whoami", list(me.items())))
+
+
+@app.command("sample-data")
+def sample_data(
+    ctx: typer.Context,
+    kind: str = typer.Argument(..., help="trips (CSV), loans (Parquet) or registry (JSON lines)."),
+    out: Path = typer.Argument(..., help="File to write."),
+    rows: int = typer.Option(5000, min=1, max=10_000_000, help="Number of rows."),
+    seed: int = typer.Option(1, help="Random seed (same seed, same data)."),
+) -> None:
+    """Write synthetic sample data (the demo's) to try registration, queries and PSI."""
+    from datavalley import demo_data
+
+    writers = {
+        "trips": demo_data.write_trips,
+        "loans": demo_data.write_loan_applicants,
+        "registry": demo_data.write_enterprise_registry,
+    }
+    if kind not in writers:
+        raise InvalidInput(f"kind must be one of {', '.join(writers)}", field="kind")
+    writers[kind](out, rows, seed)
+    st = state(ctx)
+    output(st, {"file": str(out), "rows": rows}, kv_table("sample data", [("file", out), ("rows", rows)]))
 
 
 @app.command()

@@ -362,6 +362,19 @@ def invoice(
 # --- money -----------------------------------------------------------------------------------------
 
 
+def payment_table(p: Any) -> Table:
+    return kv_table(
+        f"payment {p.id}",
+        [
+            ("direction", p.direction),
+            ("amount", f"{yuan(p.amount)} CNY"),
+            ("reference", p.reference),
+            ("status", p.status),
+            ("participant", p.participant_id),
+        ],
+    )
+
+
 @money.command("deposit")
 def deposit(
     ctx: typer.Context,
@@ -372,7 +385,7 @@ def deposit(
     """Announce a bank transfer to the exchange (the operator confirms it)."""
     st = state(ctx)
     res = st.client().deposit(amount, reference, idempotency_key=idempotency_key)
-    output(st, res.value, receipts=res.receipts)
+    output(st, res.value, payment_table(res.value), receipts=res.receipts)
 
 
 @money.command("withdraw")
@@ -393,7 +406,7 @@ def confirm(ctx: typer.Context, payment_id: str, reject: bool = False) -> None:
     """Operator: confirm (or --reject) a bank transfer."""
     st = state(ctx)
     res = st.client().confirm_payment(payment_id, confirmed=not reject)
-    output(st, res.value, receipts=res.receipts)
+    output(st, res.value, payment_table(res.value), receipts=res.receipts)
 
 
 @money.command("balances")
@@ -523,7 +536,7 @@ def run_query(
     st = state(ctx)
     answer = st.client().query(contract, sql, epsilon=epsilon, purpose=purpose)
     if st.as_json:
-        typer.echo(json.dumps(answer, ensure_ascii=False, indent=2))
+        output(st, answer)
         return
     console.print(answer_table(answer))
 

@@ -83,6 +83,9 @@ def output(
         data = jsonable(value)
         if receipts is not None:
             data = {"data": data, "receipts": receipts}
+        if st.get and "," in st.get:  # several fields: one line, tab-separated (for `read A B`)
+            typer.echo("\t".join(str(pick(data, path)) for path in st.get.split(",")))
+            return
         if st.get:
             data = pick(data, st.get)
             if isinstance(data, str | int | float) and not isinstance(data, bool):
