@@ -190,7 +190,9 @@ def attach(
     st = state(ctx)
     registered = st.client().get_resource(resource_id)
     if st.client().whoami().get("participant_id") != registered.provider_id:
-        raise Forbidden(f"only the holder of {resource_id} attaches its data to a node", resource_id=resource_id)
+        raise Forbidden(
+            f"only the holder of {resource_id} attaches its data to a node", resource_id=resource_id
+        )
     try:
         src = open_source(location, format=format, table=table)
         with connect(src) as conn:
@@ -205,7 +207,12 @@ def attach(
         )
     home = st.home or load_settings().home
     NodeRegistry(home).record(resource_id, location_of(src, found))
-    data = {"resource_id": resource_id, "location": src.location, "fingerprint": found, "node_home": str(home)}
+    data = {
+        "resource_id": resource_id,
+        "location": src.location,
+        "fingerprint": found,
+        "node_home": str(home),
+    }
     output(st, data, kv_table(f"attached {resource_id}", list(data.items())))
 
 

@@ -89,7 +89,16 @@ _TEMPLATES: dict[ProductKind, tuple[str, dict[str, Any]]] = {
             "max_uses": 6,
             "valid_days": 180,
             "tables": {"trips": "r_REPLACE_WITH_YOUR_RESOURCE_ID"},
-            "privacy": {"epsilon": 3.0, "min_group_size": 10, "privacy_unit": "driver_id"},
+            "privacy": {
+                "epsilon": 3.0,
+                "min_group_size": 10,
+                "privacy_unit": "driver_id",
+                "rules": {
+                    "max_rows_per_unit": 10,
+                    "max_groups_per_unit": 3,
+                    "clamps": {"fare_cny": [0, 4000]},
+                },
+            },
         },
     ),
     ProductKind.SET_INTERSECTION: (
@@ -115,7 +124,8 @@ _NOTES = {
     "max_uses": "most uses (queries, sessions, deliveries) one contract may buy",
     "valid_days": "longest contract term in days",
     "tables": "SQL table name -> resource ID the consumer's queries use",
-    "privacy": "the contract's privacy budget and protections",
+    "privacy": "ε budget, smallest released group, the privacy unit column; rules bound each unit's "
+    "contribution (rows, groups) and clamp summed columns [low, high] (docs/PRIVATE_SQL.md)",
     "psi_modes": "what a PSI session may reveal: cardinality, intersection, aggregate",
     "psi": "the ID column, how IDs are normalised (phone, cn_ric, text), summable integer columns",
     "max_quantity": "most rows delivered under one contract",
