@@ -13,6 +13,7 @@ Add a document to DOCS to run it too.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -82,10 +83,9 @@ def test_document_runs(doc: str, tmp_path: Path) -> None:
     try:
         out, _ = proc.communicate(timeout=600)
     finally:
-        try:  # the servers the document started in the background share its process group
+        # the servers the document started in the background share its process group
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     tail = "\n".join(out.splitlines()[-60:])
     assert proc.returncode == 0 and "DOC-RUN-OK" in out, f"{doc} failed (exit {proc.returncode}):\n{tail}"
     assert "Traceback" not in out, tail
