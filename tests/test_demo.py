@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 from rich.console import Console
@@ -23,3 +24,18 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert summary["cosignatures"] == 2 and summary["entries"] == summary["checkpoint_size"]
     text = out.getvalue()
     assert "all verified" in text and "not a valid unified social credit code" in text
+    steps = [int(m) for m in re.findall(r"^(\d+)\. ", text, re.M)]
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 14  # numbered in the order told
+    assert '"@context"' in text and "odrl:" not in text.split('"@context"')[0][-5:]  # ODRL printed as JSON
+    files = {Path(f).name: Path(f) for f in summary["files"]}  # type: ignore[attr-defined]
+    for png in ("budget.png", "settlement.png"):
+        assert files[png].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and files[png].stat().st_size > 10_000
+        assert str(files[png]) in text.replace("\n", "")  # printed as paths at the end
+    from pypdf import PdfReader
+
+    # (pypdf reads fpdf2's ToUnicode map of the embedded CJK font with a NUL before each character)
+    pdf = "".join(page.extract_text() for page in PdfReader(files["invoice.pdf"]).pages).replace("\x00", "")
+    assert (
+        "贵州黔通智运物流有限公司" in pdf and "贵州黔安财产保险股份有限公司" in pdf
+    )  # both parties, in Chinese
+    assert re.search(r"USCC\s+91520100MA6DKXXXX\w", pdf) and re.search(r"USCC\s+91520100MA6DN0003\w", pdf)

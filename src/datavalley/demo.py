@@ -9,13 +9,18 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.console import Console
 from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.syntax import Syntax
 from rich.table import Table
 from stdnum.cn import uscc
 
@@ -102,123 +107,229 @@ def run_demo(home: Path | None = None, *, console: Console | None = None) -> dic
             tmp.cleanup()
 
 
+@dataclass
+class Story:
+    """What the acts share: the exchange, the operator's and each party's clients, and what happened."""
+
+    home: Path
+    console: Console
+    ex: Any
+    app: Any
+    op: Client
+    operator_token: str
+    people: dict[str, Party] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)  # pictures and documents, printed at the end
+    step: int = 0
+
+    def n(self) -> int:
+        """The next step number: steps are numbered in the order they are told."""
+        self.step += 1
+        return self.step
+
+
+_story: ContextVar[Story] = ContextVar("datavalley_demo_story")
+
+
+def n() -> int:
+    """The next step number of the story being told."""
+    return _story.get().n()
+
+
 def _scenario(home: Path, console: Console, started: float) -> dict[str, object]:
     console.rule("[bold]datavalley demo[/bold] — a data exchange, end to end")
     done = init_home(home, origin="demo.datavalley.local/ledger")
-    console.print(
-        f"1. The operator initialises the exchange in [cyan]{home}[/cyan]: database, "
-        "Ed25519 signing key (0600), operator account and its one-time token."
-    )
     ex = open_exchange(home)
     app = create_app(ex)
     op = Client.in_process(app, done.token.secret)
-    people: dict[str, Party] = {}
+    story = Story(home, console, ex, app, op, done.token.secret)
+    reset = _story.set(story)
+    console.print(
+        f"{n()}. The operator initialises the exchange in [cyan]{home}[/cyan]: database, "
+        "Ed25519 signing key (0600), operator account and its one-time token."
+    )
     try:
-        console.print(
-            "2. Six organisations apply; the operator checks their unified social credit codes "
-            "(check character validated) and verifies them."
-        )
-        keydir = home / "participant-keys"
-        for role_in_story, name, kind, base, roles in CAST:
-            code = base + uscc.calc_check_digit(base)
-            reg = op.register_participant(
-                name=name,
-                kind=kind,
-                registry_id=code,
-                roles=roles,
-                admin_name=f"admin of {name.split(' (')[0]}",
-            )
-            participant, admin = reg.value
-            op.change_participant_status(participant.id, "verify", reason="registry documents checked")
-            token = op.issue_token(admin.id, description="onboarding").value.secret
-            client = Client.in_process(app, token)
-            key = Ed25519PrivateKey.generate()
-            write_private_key(keydir / f"{participant.id}.pem", key)
-            client.register_key(participant.id, key)
-            people[role_in_story] = Party(participant.id, admin.id, client, key)
-        try:
-            op.register_participant(
-                name="Typo Co",
-                kind="enterprise",
-                registry_id="91520100MA6DKXXXX0",
-                roles=["provider"],
-                admin_name="x",
-            )
-        except InvalidInput as exc:
-            console.print(f"   a mistyped USCC is refused: [yellow]{exc}[/yellow]")
-        table = Table(title="participants (as the operator sees them)")
-        for col in ("id", "name", "kind", "registry id", "roles", "status"):
-            table.add_column(col, overflow="fold")
-        for p in op.iter_participants():
-            table.add_row(
-                p.id, p.name, p.kind.value, p.registry_id, ", ".join(r.value for r in p.roles), p.status.value
-            )
-        console.print(table)
-        console.print(
-            "   each organisation registered an Ed25519 public key, proving possession by signature; "
-            "private keys stay on their machines (mode 0600)."
-        )
-
-        registered = _registration_act(home, console, op, people)
-        traded = _market_act(console, op, people, registered)
-        traded.update(_analytics_act(console, op, people, traded["contract_id"]))
-        traded.update(_settlement_act(console, op, people, traded["contract_id"]))
-        traded.update(_psi_act(home, console, op, people, registered))
-
-        console.rule("the verifiable ledger")
-        reg_client = people["regulator"].client
-        witness_key = Ed25519PrivateKey.generate()
-        witness = CosignatureSigner("regulator.demo/witness", witness_key)
-        op.register_witness(witness.verifier().verifier_key_string())
-        state = home / "witness-state.json"
-        first = witness_round(reg_client, witness, state)
-        bank = people["bank"]
-        action = bank.client.issue_token(bank.member_id, scopes=["consumer"], description="analytics robot")
-        second = witness_round(reg_client, witness, state)
-        console.print(
-            f"8. The regulator's witness checked the log is append-only and cosigned checkpoints "
-            f"{first.size} and {second.size}."
-        )
-        cp = op.checkpoint()
-        console.print(
-            Panel(
-                cp["note"].rstrip("\n"),
-                title="latest checkpoint (C2SP signed note + cosignature)",
-                expand=False,
-            )
-        )
-        bundle = reg_client.export_ledger()
-        report = verify_bundle(bundle, verifier_key=ex.ledger.verifier.verifier_key_string())
-        console.print(
-            f"9. Offline verification by the regulator: {report.entries} entries, "
-            f"{report.checkpoints} signed checkpoints, {report.cosignatures} witness cosignatures: "
-            + ("[green]all verified[/green]" if report.ok else f"[red]{report.findings}[/red]")
-        )
-        receipt = action.receipts[0]
-        cpt, entry, index = verify_receipt(receipt, ex.ledger.verifier)
-        console.print(
-            f"10. The bank keeps the receipt of its action: entry {index} "
-            f"([cyan]{json.loads(entry)['type']}[/cyan]) is proven in checkpoint {cpt.size} "
-            f"with {len(receipt['inclusion_proof'])} hashes — [green]verified[/green] without the "
-            "exchange."
-        )
+        with Progress(
+            TextColumn("[bold]demo[/bold] {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("", total=len(ACTS))
+            for act in ACTS:
+                bar.update(task, description=act.__name__.removeprefix("act_").replace("_", " "))
+                act(story)
+                bar.advance(task)
         elapsed = time.perf_counter() - started
+        for f in story.files:
+            console.print(f"   wrote [cyan]{f}[/cyan]")
         console.rule(f"done in {elapsed:.1f}s")
-        return {
-            "participants": len(people) + 1,
+        return {"participants": len(story.people) + 1, "files": [str(f) for f in story.files], **story.facts}
+    finally:
+        _story.reset(reset)
+        op.close()
+        for party in story.people.values():
+            party.client.close()
+        ex.close()
+
+
+def act_onboarding(s: Story) -> None:
+    """Six organisations apply, are checked and verified, and register their keys."""
+    console, op, app, home, people = s.console, s.op, s.app, s.home, s.people
+    console.print(
+        f"{n()}. Six organisations apply; the operator checks their unified social credit codes "
+        "(check character validated) and verifies them."
+    )
+    keydir = home / "participant-keys"
+    for role_in_story, name, kind, base, roles in CAST:
+        code = base + uscc.calc_check_digit(base)
+        reg = op.register_participant(
+            name=name,
+            kind=kind,
+            registry_id=code,
+            roles=roles,
+            admin_name=f"admin of {name.split(' (')[0]}",
+        )
+        participant, admin = reg.value
+        op.change_participant_status(participant.id, "verify", reason="registry documents checked")
+        token = op.issue_token(admin.id, description="onboarding").value.secret
+        client = Client.in_process(app, token)
+        key = Ed25519PrivateKey.generate()
+        write_private_key(keydir / f"{participant.id}.pem", key)
+        client.register_key(participant.id, key)
+        people[role_in_story] = Party(participant.id, admin.id, client, key)
+    try:
+        op.register_participant(
+            name="Typo Co",
+            kind="enterprise",
+            registry_id="91520100MA6DKXXXX0",
+            roles=["provider"],
+            admin_name="x",
+        )
+    except InvalidInput as exc:
+        console.print(f"   a mistyped USCC is refused: [yellow]{exc}[/yellow]")
+    table = Table(title="participants (as the operator sees them)")
+    for col in ("id", "name", "kind", "registry id", "roles", "status"):
+        table.add_column(col, no_wrap=col in ("id", "registry id"), overflow="fold")
+    for p in op.iter_participants():
+        table.add_row(
+            p.id, p.name, p.kind.value, p.registry_id, ", ".join(r.value for r in p.roles), p.status.value
+        )
+    console.print(table)
+    console.print(
+        "   each organisation registered an Ed25519 public key, proving possession by signature; "
+        "private keys stay on their machines (mode 0600)."
+    )
+
+
+def act_registration(s: Story) -> None:
+    s.facts.update(_registration_act(s.home, s.console, s.op, s.people))
+
+
+def act_market(s: Story) -> None:
+    s.facts.update(_market_act(s.console, s.op, s.people, s.facts))
+
+
+def act_analytics(s: Story) -> None:
+    s.facts.update(_analytics_act(s.console, s.op, s.people, s.facts["contract_id"]))
+
+
+def act_settlement(s: Story) -> None:
+    s.facts.update(_settlement_act(s.console, s.op, s.people, s.facts["contract_id"]))
+    inv = s.people["logistics"].client.invoice(
+        s.facts["contract_id"],
+        datetime.now(UTC) - timedelta(days=1),
+        datetime.now(UTC) + timedelta(seconds=1),
+        fmt="pdf",
+    )
+    path = s.home / "invoice.pdf"
+    path.write_bytes(inv)
+    s.files.append(path)
+    s.console.print(f"   the provider's invoice names both parties and their USCC codes: [cyan]{path}[/cyan]")
+
+
+def act_psi(s: Story) -> None:
+    s.facts.update(_psi_act(s.home, s.console, s.op, s.people, s.facts))
+
+
+def act_pictures(s: Story) -> None:
+    """Two pictures people would rather look at than read: the ε budget draining, the money's flows."""
+    from datavalley.demo_pictures import budget_picture, settlement_picture
+
+    made = [
+        budget_picture(s.facts.get("budget_trace", []), s.home / "budget.png"),
+        settlement_picture(s.facts.get("statement", {}), s.home / "settlement.png"),
+    ]
+    s.files.extend(p for p in made if p is not None)
+    if not all(made):
+        s.console.print("   (pictures need matplotlib: pip install 'datavalley[demo]')")
+
+
+def act_ledger(s: Story) -> None:
+    """The regulator witnesses the log, then verifies all of it offline; the bank checks its receipt."""
+    console, op, ex, home, people = s.console, s.op, s.ex, s.home, s.people
+    console.rule("the verifiable ledger")
+    reg_client = people["regulator"].client
+    witness_key = Ed25519PrivateKey.generate()
+    witness = CosignatureSigner("regulator.demo/witness", witness_key)
+    op.register_witness(witness.verifier().verifier_key_string())
+    state = home / "witness-state.json"
+    first = witness_round(reg_client, witness, state)
+    bank = people["bank"]
+    action = bank.client.issue_token(bank.member_id, scopes=["consumer"], description="analytics robot")
+    second = witness_round(reg_client, witness, state)
+    console.print(
+        f"{n()}. The regulator's witness checked the log is append-only and cosigned checkpoints "
+        f"{first.size} and {second.size}."
+    )
+    cp = op.checkpoint()
+    console.print(
+        Panel(
+            cp["note"].rstrip("\n"),
+            title="latest checkpoint (C2SP signed note + cosignature)",
+            expand=False,
+        )
+    )
+    bundle = reg_client.export_ledger()
+    report = verify_bundle(bundle, verifier_key=ex.ledger.verifier.verifier_key_string())
+    console.print(
+        f"{n()}. Offline verification by the regulator: {report.entries} entries, "
+        f"{report.checkpoints} signed checkpoints, {report.cosignatures} witness cosignatures: "
+        + ("[green]all verified[/green]" if report.ok else f"[red]{report.findings}[/red]")
+    )
+    receipt = action.receipts[0]
+    cpt, entry, index = verify_receipt(receipt, ex.ledger.verifier)
+    console.print(
+        f"{n()}. The bank keeps the receipt of its action: entry {index} "
+        f"([cyan]{json.loads(entry)['type']}[/cyan]) is proven in checkpoint {cpt.size} "
+        f"with {len(receipt['inclusion_proof'])} hashes — [green]verified[/green] without the "
+        "exchange."
+    )
+    s.facts.update(
+        {
             "entries": report.entries,
             "checkpoint_size": cp["size"],
             "verified": report.ok,
             "cosignatures": report.cosignatures,
             "receipt_index": index,
-            **registered,
-            **traded,
         }
-    finally:
-        op.close()
-        for party in people.values():
-            party.client.close()
-        ex.close()
+    )
+
+
+#: The story, act by act, in order. Add an act with ONE line just before ``act_ledger`` (the final
+#: verification): a function taking the :class:`Story`, numbering its steps with ``n()``.
+ACTS: tuple[Callable[[Story], None], ...] = (
+    act_onboarding,
+    act_registration,
+    act_market,
+    act_analytics,
+    act_settlement,
+    act_psi,
+    act_pictures,
+    act_ledger,
+)
 
 
 def _registration_act(
@@ -284,7 +395,7 @@ def _registration_act(
         node.record(res.id, location_of(analysis.source, analysis.fingerprint))
         ids[who] = res.id
     console.print(
-        "3. Each provider's node analysed its data where it lives (one DuckDB scan: fingerprint, "
+        f"{n()}. Each provider's node analysed its data where it lives (one DuckDB scan: fingerprint, "
         "profile, personal-information detection) and sent only metadata and aggregates:"
     )
     pi = Table(title="detected personal information (counts only; no values leave the node)")
@@ -332,11 +443,11 @@ def _registration_act(
         valid_until=until,
     ).value
     console.print(
-        f"4. The logistics company licenses processing & use of its trips to the bank "
+        f"{n()}. The logistics company licenses processing & use of its trips to the bank "
         f"(purpose credit-risk, Guizhou only, one year): right {grant.id}."
     )
     console.print(
-        f"5. The Big Data Authority authorises the data operations group to run products on the "
+        f"{n()}. The Big Data Authority authorises the data operations group to run products on the "
         f"public enterprise registry (public-data authorised operation): right {auth.id}."
     )
     console.print(title_tree(ids["logistics"], logistics.client.chain_of_title(ids["logistics"])))
@@ -347,14 +458,14 @@ def _registration_act(
     pinned = op.verifier_key()["verifier_key"]
     check = verify_certificate(json.loads(cert_file.read_text("utf-8")), verifier_key=pinned)
     console.print(
-        f"6. The bank's registration certificate {cert['certificate_id']} (fingerprint "
+        f"{n()}. The bank's registration certificate {cert['certificate_id']} (fingerprint "
         f"{cert['resource']['fingerprint'][:22]}…, ledger entry {cert['receipt']['index']}) verified "
         "offline against the pinned exchange key: "
         + ("[green]valid[/green]" if check.ok else f"[red]{check.findings}[/red]")
     )
     found = bank.client.search("enterprise", pii_present=False)
     console.print(
-        f"7. Catalog search 'enterprise' without personal information finds {found['total']} "
+        f"{n()}. Catalog search 'enterprise' without personal information finds {found['total']} "
         f"resource(s); facets by sector: {found['facets']['sector']}."
     )
     del resource_table
@@ -411,7 +522,7 @@ def _market_act(
     for c in submitted.checklist:
         checks.add_row(c["check"], "[green]pass[/green]" if c["ok"] else "[red]fail[/red]", c["detail"])
     console.print(checks)
-    console.print(f"11. The operator lists the product ({listed.status.value}); price 8.00 CNY per query.")
+    console.print(f"{n()}. The operator lists the product ({listed.status.value}); price 8.00 CNY per query.")
     pay = insurer.client.deposit(200_000, "ICBC transfer 2026-11-22 #0042").value
     op.confirm_payment(pay.id)
     states = [insurer.client.request_contract(product.id, purpose="insurance-pricing", max_uses=20).value]
@@ -422,26 +533,16 @@ def _market_act(
     final = insurer.client.sign_agreement(cid, insurer.key).value
     states.append(final)
     console.print(
-        "12. Negotiation (Dataspace Protocol states): "
+        f"{n()}. Negotiation (Dataspace Protocol states): "
         + " → ".join(s.state.value for s in states[:-1])
         + " → VERIFIED → "
         + final.state.value
         + f"; both Ed25519 signatures bind agreement {(final.agreement_digest or '')[:23]}…"
     )
-    permission = final.policy["permission"][0]
-    odrl = {
-        "@type": final.policy["@type"],
-        "uid": final.policy["uid"],
-        "action": permission["action"],
-        "constraint": [
-            f"{c['leftOperand']} {c['operator']} {c['rightOperand']}" for c in permission["constraint"]
-        ],
-        "prohibition": [p["action"] for p in final.policy["prohibition"]],
-    }
     console.print(
         Panel(
-            json.dumps(odrl, ensure_ascii=False, indent=1),
-            title="signed ODRL 2.2 agreement (excerpt)",
+            Syntax(json.dumps(final.policy, ensure_ascii=False, indent=2), "json", word_wrap=True),
+            title="the signed ODRL 2.2 agreement policy (JSON-LD)",
             expand=False,
         )
     )
@@ -482,17 +583,28 @@ def _analytics_act(
     for col in ("query", "ε charged", "ε left", "suppressed groups", "note"):
         budget.add_column(col)
     answered, refused = 0, 0
+    trace: list[dict[str, Any]] = []  # the budget after each query: the "budget draining" picture
     for title, sql, eps in queries:
         try:
             answer = insurer.client.query(contract_id, sql, epsilon=eps)
         except BudgetExhausted as exc:
             refused += 1
             budget.add_row(title, "0", "—", "—", f"[red]refused: {exc.message.split(': ', 1)[-1]}[/red]")
+            trace.append({"query": title, "charged": 0.0, "left": None, "refused": True, "cached": False})
             continue
         answered += 1
         if answered <= 2:
             console.print(f"   [bold]{title}[/bold]: [dim]{sql}[/dim]")
             console.print(answer_table(answer))
+        trace.append(
+            {
+                "query": title,
+                "charged": float(answer["charged"]),
+                "left": float(answer["budget_left"]),
+                "refused": False,
+                "cached": bool(answer["cached"]),
+            }
+        )
         supp = answer.get("suppressed_groups")
         budget.add_row(
             title,
@@ -503,11 +615,11 @@ def _analytics_act(
         )
     console.print(budget)
     console.print(
-        "13. Each answer was checked against the contract, metered, noised with OpenDP's discrete Laplace "
-        "sampler and charged to the contract's ε budget; groups with fewer than 10 drivers were suppressed; "
-        "the repeated query cost nothing; once the budget was spent the next query was refused."
+        f"{n()}. Each answer was checked against the contract, metered, noised with OpenDP's discrete "
+        "Laplace sampler and charged to the contract's ε budget; groups with fewer than 10 drivers were "
+        "suppressed; the repeated query cost nothing; once the budget was spent the next query was refused."
     )
-    return {"queries_answered": answered, "queries_refused": refused}
+    return {"queries_answered": answered, "queries_refused": refused, "budget_trace": trace}
 
 
 def _psi_act(
@@ -622,7 +734,7 @@ def _psi_act(
     console.print(table)
     final = bank.client.get_contract(contract.id)
     console.print(
-        f"14. Each side blinded its phone numbers (X25519 through libsodium); only double-blinded points "
+        f"{n()}. Each side blinded its phone numbers (X25519 through libsodium); only double-blinded points "
         f"crossed the wire ({card.usage.bytes_sent + card.usage.bytes_received:,} bytes). The logistics node "
         f"never learned which drivers matched; the aggregate was summed under encryption and noised before "
         f"release. Both nodes recorded each session (uses {final.uses}, ε spent {final.budget_spent:g})."
@@ -682,4 +794,4 @@ def _settlement_act(
         f"escrow {yuan(inv['escrow_total'])} = open obligations {yuan(inv['open_obligations'])}: "
         + ("[green]balanced[/green]" if inv["ok"] else f"[red]{inv['problems']}[/red]")
     )
-    return {"uses": len(uses), "released": st["released"], "money_ok": inv["ok"]}
+    return {"uses": len(uses), "released": st["released"], "money_ok": inv["ok"], "statement": st}

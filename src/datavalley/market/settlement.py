@@ -144,20 +144,30 @@ def invoice(ctx: Context, contract_id: str, *, start: datetime, end: datetime) -
         gross = -sum(a for _, a in postings if a < 0)
         fee = sum(a for acc, a in postings if acc == fee_acc)
         items.append({"at": at.isoformat(), "description": memo, "amount": gross, "fee": fee})
-    names = {
-        p.id: p.name
+    parties = {
+        p.id: p
         for p in ctx.session.scalars(
             select(ParticipantRow).where(ParticipantRow.id.in_([row.provider_id, row.consumer_id]))
         )
     }
+
+    def party(pid: str) -> dict[str, str]:
+        p = parties.get(pid)
+        return {
+            "id": pid,
+            "name": p.name if p else "",
+            "country": p.country if p else "",
+            "registry_id": p.registry_id if p else "",
+        }
+
     total = sum(int(i["amount"]) for i in items)
     fees = sum(int(i["fee"]) for i in items)
     number = f"INV-{row.id}-{start:%Y%m%d}-{end:%Y%m%d}"
     return {
         "number": number,
         "contract_id": row.id,
-        "seller": {"id": row.provider_id, "name": names.get(row.provider_id, "")},
-        "buyer": {"id": row.consumer_id, "name": names.get(row.consumer_id, "")},
+        "seller": party(row.provider_id),
+        "buyer": party(row.consumer_id),
         "period": {"start": start.isoformat(), "end": end.isoformat()},
         "currency": accounts.CURRENCY,
         "items": items,
@@ -200,33 +210,57 @@ def invoice_html(inv: dict[str, Any]) -> str:
 
 
 def invoice_pdf(inv: dict[str, Any]) -> bytes:
-    """A PDF rendering of an invoice (fpdf2, core fonts; non-Latin names are transliterated to IDs)."""
+    """A PDF rendering of an invoice (fpdf2): both parties by name with their registry IDs (USCC), set in
+    a CJK font (datavalley/fonts.py) so Chinese names render; without one, Latin core fonts."""
     from fpdf import FPDF
 
-    def latin(text: str) -> str:
-        return text.encode("latin-1", "replace").decode("latin-1")
+    from datavalley.fonts import cjk_font
 
     pdf = FPDF()
     pdf.add_page()
-    pdf.set_font("Helvetica", "B", 16)
-    pdf.cell(0, 10, latin(f"Invoice {inv['number']}"), new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", size=10)
+    font = cjk_font()
+    if font is not None:
+        pdf.add_font("cjk", fname=str(font))
+        family = "cjk"
+
+        def text(value: str) -> str:
+            return value
+
+        def bold(size: float) -> None:
+            pdf.set_font(family, size=size)
+    else:
+        family = "Helvetica"
+
+        def text(value: str) -> str:
+            return value.encode("latin-1", "replace").decode("latin-1")
+
+        def bold(size: float) -> None:
+            pdf.set_font(family, "B", size)
+
+    def party(p: dict[str, Any]) -> str:
+        reg = p.get("registry_id") or ""
+        label = "USCC" if p.get("country") == "CN" else "registry ID"
+        return f"{p.get('name') or p['id']}  ({label} {reg}; {p['id']})" if reg else p.get("name") or p["id"]
+
+    bold(16)
+    pdf.cell(0, 10, text(f"Invoice {inv['number']}"), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font(family, size=10)
     for label, value in (
-        ("Seller", inv["seller"]["id"]),
-        ("Buyer", inv["buyer"]["id"]),
+        ("Seller", party(inv["seller"])),
+        ("Buyer", party(inv["buyer"])),
         ("Contract", inv["contract_id"]),
         ("Period", f"{inv['period']['start'][:10]} to {inv['period']['end'][:10]}"),
     ):
-        pdf.cell(0, 6, latin(f"{label}: {value}"), new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(0, 6, text(f"{label}: {value}"), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
     for i in inv["items"]:
-        pdf.cell(40, 6, latin(i["at"][:19]))
-        pdf.cell(110, 6, latin(i["description"][:60]))
+        pdf.cell(40, 6, text(i["at"][:19]))
+        pdf.cell(110, 6, text(i["description"][:60]))
         pdf.cell(30, 6, yuan(i["amount"]), align="R", new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", "B", 10)
+    bold(10)
     pdf.cell(150, 8, f"Total ({inv['currency']})")
     pdf.cell(30, 8, yuan(inv["total"]), align="R", new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", size=10)
+    pdf.set_font(family, size=10)
     pdf.cell(150, 6, "of which exchange fee")
     pdf.cell(30, 6, yuan(inv["exchange_fee"]), align="R", new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())
