@@ -461,6 +461,8 @@ def get_product(ctx: Context, product_id: str) -> Product:
 
 def submit_product(ctx: Context, product_id: str) -> Product:
     """The provider submits a draft (or rejected) product for review; the checklist runs now."""
+    ctx.require(Role.PROVIDER, action="submitting a product")
+    require_verified(ctx, "submitting a product")
     row = _get(ctx, product_id, lock=True)
     if row.provider_id != ctx.principal.participant_id:
         raise Forbidden(f"only the provider submits product {product_id}")
@@ -515,6 +517,9 @@ def review_product(ctx: Context, product_id: str, *, approve: bool, note: str = 
 
 def delist_product(ctx: Context, product_id: str, *, reason: str = "") -> Product:
     """Stop new orders (provider or operator); running contracts continue."""
+    if not ctx.principal.has(Role.OPERATOR):
+        ctx.require(Role.PROVIDER, action="delisting a product")
+        require_verified(ctx, "delisting a product")
     row = _get(ctx, product_id, lock=True)
     if row.provider_id != ctx.principal.participant_id and not ctx.principal.has(Role.OPERATOR):
         raise Forbidden(f"only the provider or the operator delists product {product_id}")

@@ -22,7 +22,7 @@ from datavalley.identity.tables import ParticipantRow
 from datavalley.ledger import log
 from datavalley.ledger.verify import verify_receipt
 from datavalley.market import accounts
-from datavalley.market.contracts import _end, _get, _refund, to_contract
+from datavalley.market.contracts import _end, _get, _refund, _side_role, to_contract
 from datavalley.market.model import ContractState, Dispute
 from datavalley.market.tables import AccountRow, ContractRow, DisputeRow, PostingRow, TxnRow
 from datavalley.store.base import new_id
@@ -285,6 +285,7 @@ def open_dispute(ctx: Context, contract_id: str, *, claim: str, evidence: list[d
     me = ctx.principal.participant_id
     if me not in (row.provider_id, row.consumer_id):
         raise Forbidden(f"only a party to contract {contract_id} opens a dispute on it")
+    _side_role(ctx, row, "opening a dispute")
     if not (claim or "").strip() or len(claim) > 5000:
         raise InvalidInput("claim must be 1 to 5000 characters", field="claim")
     checked = _check_evidence(ctx, row.id, evidence)
