@@ -165,7 +165,9 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/members/{member_id}"): _member_of,
     ("POST", "/v1/members/{member_id}/deactivate"): _admin_of("member_id"),
     ("POST", "/v1/members/{member_id}/tokens"): lambda c, o: (
-        c.participant == o["member_id"].owner and (c.admin or c.member == o["member_id"].id) and c.has("consumer")
+        c.participant == o["member_id"].owner
+        and (c.admin or c.member == o["member_id"].id)
+        and c.has("consumer")
     ),
     ("GET", "/v1/members/{member_id}/tokens"): lambda c, o: (
         c.overseer or (c.participant == o["member_id"].owner and (c.admin or c.member == o["member_id"].id))
@@ -178,8 +180,8 @@ RULES: dict[tuple[str, str], Rule] = {
         c.admin and c.participant == o["participant_id"].id
     ),
     ("GET", "/v1/participants/{participant_id}/keys"): _sees_participant,
-    ("POST", "/v1/keys/{key_id}/revoke"): lambda c, o: c.has("operator") or (
-        c.admin and c.participant == o["key_id"].owner
+    ("POST", "/v1/keys/{key_id}/revoke"): lambda c, o: (
+        c.has("operator") or (c.admin and c.participant == o["key_id"].owner)
     ),
     # ledger
     ("GET", "/v1/ledger/verifier-key"): _any,
@@ -203,8 +205,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ),
     ("POST", "/v1/products/{product_id}/review"): _role("operator"),
     ("POST", "/v1/products/{product_id}/regulator-approval"): _role("regulator"),
-    ("POST", "/v1/products/{product_id}/delist"): lambda c, o: c.has("operator") or (
-        c.verified and c.has("provider") and c.participant == o["product_id"].owner
+    ("POST", "/v1/products/{product_id}/delist"): lambda c, o: (
+        c.has("operator") or (c.verified and c.has("provider") and c.participant == o["product_id"].owner)
     ),
     # contracts
     ("POST", "/v1/contracts"): lambda c, o: c.verified and c.has("consumer"),
@@ -216,7 +218,9 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/contracts/{contract_id}/offer"): _party_as("provider"),
     ("POST", "/v1/contracts/{contract_id}/accept"): _party_as("consumer"),
     ("POST", "/v1/contracts/{contract_id}/sign"): _either_side,
-    ("POST", "/v1/contracts/{contract_id}/suspend"): lambda c, o: c.has("operator") or _party_as("provider")(c, o),
+    ("POST", "/v1/contracts/{contract_id}/suspend"): lambda c, o: (
+        c.has("operator") or _party_as("provider")(c, o)
+    ),
     ("POST", "/v1/contracts/{contract_id}/terminate"): lambda c, o: c.has("operator") or _either_side(c, o),
     ("POST", "/v1/contracts/{contract_id}/uses"): _either_side,
     ("POST", "/v1/contracts/{contract_id}/queries"): _party_as("consumer"),
@@ -253,8 +257,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/resources/{resource_id}/rights"): _holder,
     ("POST", "/v1/resources/{resource_id}/public-data-authorisations"): _holder,
     ("POST", "/v1/resources/{resource_id}/transfer"): _holder,
-    ("POST", "/v1/rights/{right_id}/revoke"): lambda c, o: c.has("operator") or (
-        c.verified and c.has("provider") and c.participant == o["right_id"].owner
+    ("POST", "/v1/rights/{right_id}/revoke"): lambda c, o: (
+        c.has("operator") or (c.verified and c.has("provider") and c.participant == o["right_id"].owner)
     ),
     ("GET", "/v1/rights"): _any,
     ("POST", "/v1/resources/{resource_id}/objections"): lambda c, o: (
@@ -434,7 +438,9 @@ def fixture(world: World, tmp_path: Path) -> Fixture:
     reg_p = op.get_member(reg_admin.id).participant_id
     _, aud_admin, aud_token = world.onboard("Audit Firm", ["auditor"])
     aud_p = op.get_member(aud_admin.id).participant_id
-    pending_p, pending_admin, pending_token = world.onboard("Pending Co", ["provider", "consumer"], verify=False)
+    pending_p, pending_admin, pending_token = world.onboard(
+        "Pending Co", ["provider", "consumer"], verify=False
+    )
 
     def resource(party: Party, seed: int, published: bool) -> str:
         path = write_trips(tmp_path / f"trips{seed}.csv", seed=seed)
@@ -448,26 +454,39 @@ def fixture(world: World, tmp_path: Path) -> Fixture:
         op.resource_action(rid, "classification", {"grade": "general", "reason": "reviewed"})
         return rid
 
-    ra, rd, rd_hidden, r_obj = resource(alpha, 11, True), resource(delta, 12, True), resource(delta, 13, False), (
-        resource(alpha, 14, True)
+    ra, rd, rd_hidden, r_obj = (
+        resource(alpha, 11, True),
+        resource(delta, 12, True),
+        resource(delta, 13, False),
+        (resource(alpha, 14, True)),
     )
     spare = analysis_of(write_trips(tmp_path / "spare.csv", seed=99))
     pa = list_product(world, alpha, ra)
     pd = list_product(world, delta, rd)
     pa_draft = alpha.client.create_product(
-        name="Alpha draft", kind="private_analytics", resource_ids=[ra],
-        price={"model": "per_query", "amount": 5}, terms=ANALYTICS_TERMS,
+        name="Alpha draft",
+        kind="private_analytics",
+        resource_ids=[ra],
+        price={"model": "per_query", "amount": 5},
+        terms=ANALYTICS_TERMS,
     ).value
     pd_draft = delta.client.create_product(
-        name="Delta draft", kind="private_analytics", resource_ids=[rd],
-        price={"model": "per_query", "amount": 5}, terms=ANALYTICS_TERMS,
+        name="Delta draft",
+        kind="private_analytics",
+        resource_ids=[rd],
+        price={"model": "per_query", "amount": 5},
+        terms=ANALYTICS_TERMS,
     ).value
     cab = negotiate(alpha, beta, pa.id)
     cdb = beta.client.request_contract(pd.id, purpose="insurance-pricing").value
     alpha_right = next(r for r in beta.client.rights() if r.resource_id == ra)
     delta_right = delta.client.grant_right(
-        rd, kind="processing_use", grantee_id=alpha.participant_id, purposes=["insurance-pricing"],
-        territories=["CN"], valid_until=datetime.now(UTC) + timedelta(days=60),
+        rd,
+        kind="processing_use",
+        grantee_id=alpha.participant_id,
+        purposes=["insurance-pricing"],
+        territories=["CN"],
+        valid_until=datetime.now(UTC) + timedelta(days=60),
     ).value
     objection = beta.client.file_objection(r_obj, "this data is ours").value
     payment = beta.client.deposit(500, "matrix deposit").value
@@ -490,8 +509,15 @@ def fixture(world: World, tmp_path: Path) -> Fixture:
     ap, bp, dp = alpha.participant_id, beta.participant_id, delta.participant_id
     callers = [
         Caller("unauthenticated", None),
-        Caller("operator", world.operator_token, world.operator_participant, world.operator_member,
-               frozenset({"operator"}), True, True),
+        Caller(
+            "operator",
+            world.operator_token,
+            world.operator_participant,
+            world.operator_member,
+            frozenset({"operator"}),
+            True,
+            True,
+        ),
         Caller("alpha", alpha.token, ap, alpha.member_id, pc, True, True),
         Caller("alpha/provider-scope", alpha_prov, ap, alpha.member_id, frozenset({"provider"}), True, True),
         Caller("alpha/consumer-scope", alpha_cons, ap, alpha.member_id, frozenset({"consumer"}), True, True),
@@ -587,7 +613,9 @@ def test_every_route_every_role_own_and_foreign(world: World, fixture: Fixture) 
 
 async def _walk(world: World, fixture: Fixture, routes: list[tuple[str, str]]) -> None:
     """Every call in one event loop (a loop per request would dominate the run time)."""
-    http = httpx.AsyncClient(base_url="http://datavalley.local", transport=httpx.ASGITransport(app=fixture.app))
+    http = httpx.AsyncClient(
+        base_url="http://datavalley.local", transport=httpx.ASGITransport(app=fixture.app)
+    )
     unexpected: list[str] = []
     wrong_refusal: list[str] = []
     missing: list[str] = []
@@ -604,10 +632,16 @@ async def _walk(world: World, fixture: Fixture, routes: list[tuple[str, str]]) -
                 headers = {"Authorization": f"Bearer {c.token}"} if c.token else {}
                 before = _state(world) if method != "GET" else ()
                 r = await http.request(
-                    method, url, headers=headers, params=QUERY.get(path), json=_body(method, path, c, o, fixture)
+                    method,
+                    url,
+                    headers=headers,
+                    params=QUERY.get(path),
+                    json=_body(method, path, c, o, fixture),
                 )
                 calls += 1
-                where = f"{c.name} {method} {url} ({', '.join(v.name for v in o.values())}) -> {r.status_code}"
+                where = (
+                    f"{c.name} {method} {url} ({', '.join(v.name for v in o.values())}) -> {r.status_code}"
+                )
                 if allowed:
                     if r.status_code in (401, 403, 404, 422):
                         missing.append(f"{where}: {r.text[:200]}")

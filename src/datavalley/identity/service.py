@@ -176,7 +176,9 @@ def _no_escalation(ctx: Context, roles: tuple[Role, ...], action: str) -> None:
     extra = sorted(r.value for r in roles if r not in p.roles)
     if extra:
         raise Forbidden(
-            f"{action} with role(s) {', '.join(extra)} needs a token that holds them", action=action, roles=extra
+            f"{action} with role(s) {', '.join(extra)} needs a token that holds them",
+            action=action,
+            roles=extra,
         )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from datavalley.errors import Conflict, Forbidden, IntegrityError, InvalidInput, NotFound
+from datavalley.events import EventRow
 from datavalley.exchange import Context
 from datavalley.identity.model import Role
 from datavalley.identity.tables import ParticipantRow
@@ -261,7 +262,13 @@ def _check_evidence(ctx: Context, contract_id: str, receipts: Any) -> list[dict[
         cp, entry, index = verify_receipt(r, verifier)
         if index >= log.head_size(ctx.session) or log.entries(ctx.session, index, index + 1)[0] != entry:
             raise IntegrityError(f"evidence {n}: entry {index} is not the entry this ledger holds")
-        body = json.loads(entry)
+        # the entry is committed: read its subjects from the event the exchange sequenced at that index
+        ev = ctx.session.scalars(select(EventRow).where(EventRow.ledger_index == index)).first()
+        body = (
+            {"type": ev.type, "subjects": list(ev.subjects), "payload": ev.payload_digest}
+            if ev is not None
+            else json.loads(entry)
+        )
         if contract_id not in body.get("subjects", []):
             raise InvalidInput(
                 f"evidence {n}: ledger entry {index} ({body.get('type')}) "

@@ -410,12 +410,7 @@ def right_visible(ctx: Context, res: ResourceRow, r: RightRow) -> bool:
     """Who holds a licence on a resource is between the parties: overseers and the resource's holder see
     every right; others see root rights (the public chain of title) and rights they hold or granted."""
     me = ctx.principal.participant_id
-    return (
-        oversees(ctx)
-        or res.provider_id == me
-        or r.parent_id is None
-        or me in (r.holder_id, r.grantor_id)
-    )
+    return oversees(ctx) or res.provider_id == me or r.parent_id is None or me in (r.holder_id, r.grantor_id)
 
 
 def has_right(
