@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from datavalley.canonical import digest
 from datavalley.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from datavalley.events import EventRow
 from datavalley.exchange import Context
@@ -393,7 +394,8 @@ def add_cosignature(ctx: Context, size: int, line: str) -> dict[str, Any]:
     """Store a witness cosignature line for the checkpoint of ``size`` after verifying it.
 
     Raises :class:`NotFound` (no such checkpoint or witness) and :class:`InvalidInput` (bad signature).
-    Cosigning is recorded by the signature itself, not by a ledger event, so witnesses do not grow the log.
+    A new (or newer) cosignature is a ``ledger.cosigned`` event: the log records which witness vouched for
+    which checkpoint and when (one entry per witness round; a repeated line adds nothing).
     """
     row = ctx.session.get(CheckpointRow, size)
     if row is None:
@@ -414,4 +416,15 @@ def add_cosignature(ctx: Context, size: int, line: str) -> dict[str, Any]:
         existing.timestamp, existing.line = ts, line
     else:
         ctx.session.add(CosignatureRow(size=size, witness=name, timestamp=ts, line=line))
+    ctx.emit(
+        "ledger.cosigned",
+        [],
+        {
+            "witness": name,
+            "size": size,
+            "root_hash": b64(row.root_hash),
+            "timestamp": ts,
+            "line_digest": digest({"line": line.strip()}),
+        },
+    )
     return {"size": size, "witness": name, "timestamp": ts}

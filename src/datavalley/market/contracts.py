@@ -673,10 +673,11 @@ def suspend_contract(ctx: Context, contract_id: str, *, suspended: bool, reason:
         raise Conflict(f"contract {contract_id} is already {'suspended' if suspended else 'running'}")
     row.suspended = suspended
     row.updated_at = ctx.now
+    row.suspension_reason = reason.strip() or None
     ctx.emit(
         f"contract.{'suspended' if suspended else 'resumed'}",
         [row.id],
-        {"id": row.id, "reason_len": len(reason)},
+        {"id": row.id, "reason_digest": digest({"reason": reason.strip()})},
     )
     return to_contract(row)
 
@@ -714,6 +715,11 @@ def _refund(ctx: Context, row: ContractRow, amount: int, memo: str) -> None:
         contract_id=row.id,
     )
     row.refunded += amount
+    ctx.emit(
+        "contract.refunded",
+        [row.id, row.provider_id, row.consumer_id],
+        {"id": row.id, "amount": amount, "currency": row.price.get("currency"), "memo_digest": digest(memo)},
+    )
 
 
 def _end(ctx: Context, row: ContractRow, reason: str, *, refund: bool = True) -> None:
@@ -959,7 +965,14 @@ def run_settlement(ctx: Context) -> dict[str, Any]:
                     row.suspended = False
                     ctx.emit("contract.resumed", [row.id], {"id": row.id, "reason": "subscription paid"})
                 ctx.emit(
-                    "contract.renewed", [row.id], {"id": row.id, "paid_until": row.paid_until.isoformat()}
+                    "contract.renewed",
+                    [row.id],
+                    {
+                        "id": row.id,
+                        "paid_until": row.paid_until.isoformat(),
+                        "amount": row.price["amount"],
+                        "released": left,
+                    },
                 )
                 report["renewed"].append(row.id)
         if ctx.now >= row.valid_until:

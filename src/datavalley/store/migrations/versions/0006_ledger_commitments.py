@@ -24,9 +24,17 @@ def upgrade() -> None:
     with op.batch_alter_table("events") as batch:
         batch.add_column(sa.Column("commit_key", sa.String(length=64), nullable=True))
     op.create_index("ix_events_ledger_index", "events", ["ledger_index"])
+    with op.batch_alter_table("products") as batch:
+        batch.add_column(sa.Column("regulator_note", sa.Text(), nullable=True))
+    with op.batch_alter_table("contracts") as batch:
+        batch.add_column(sa.Column("suspension_reason", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("contracts") as batch:
+        batch.drop_column("suspension_reason")
+    with op.batch_alter_table("products") as batch:
+        batch.drop_column("regulator_note")
     op.drop_index("ix_events_ledger_index", table_name="events")
     with op.batch_alter_table("events") as batch:
         batch.drop_column("commit_key")
