@@ -329,7 +329,7 @@ def _body(method: str, path: str, c: Caller, o: dict[str, Obj], f: Fixture) -> d
         "/v1/participants": {
             "name": "Intruder Co",
             "kind": "enterprise",
-            "registry_id": make_uscc(),
+            "registry_id": make_uscc("9144030027962"),
             "roles": ["consumer"],
             "admin_name": "intruder",
         },
