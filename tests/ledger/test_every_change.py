@@ -239,9 +239,7 @@ def test_every_mutating_route_writes_the_ledger(world: World, tmp_path: Path) ->
     ).value.id
     ob = other.client.file_objection(r2, "this is our data")
     L.check(P, "/v1/resources/{resource_id}/objections", ob.receipts, "objection.filed")
-    _, receipts, _ = op.post(
-        f"/v1/objections/{ob.value.id}/resolve", {"upheld": False, "resolution": "no"}
-    )
+    _, receipts, _ = op.post(f"/v1/objections/{ob.value.id}/resolve", {"upheld": False, "resolution": "no"})
     L.check(P, "/v1/objections/{objection_id}/resolve", receipts, "objection.resolved")
     _, receipts, _ = prov.client.post(f"/v1/resources/{r2}/transfer", {"to_id": buyer.participant_id})
     L.check(P, "/v1/resources/{resource_id}/transfer", receipts, "right.transferred")
