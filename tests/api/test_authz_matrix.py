@@ -286,7 +286,7 @@ QUERY: dict[str, dict[str, Any]] = {
 
 # Which fixture objects fill each path parameter.
 CANDIDATES: dict[str, list[str]] = {
-    "participant_id": ["alpha", "delta", "pending"],
+    "participant_id": ["alpha", "delta", "pending", "pending_regulator"],
     "member_id": ["alpha_member", "delta_member"],
     "token_id": ["alpha_member_token", "delta_member_token"],
     "key_id": ["alpha_key", "delta_key"],
@@ -438,6 +438,10 @@ def fixture(world: World, tmp_path: Path) -> Fixture:
     reg_p = op.get_member(reg_admin.id).participant_id
     _, aud_admin, aud_token = world.onboard("Audit Firm", ["auditor"])
     aud_p = op.get_member(aud_admin.id).participant_id
+    # a regulator that is not verified yet holds no oversight
+    preg_p, preg_admin, preg_token = world.onboard(
+        "Pending Regulator", ["regulator"], kind="public_body", verify=False
+    )
     pending_p, pending_admin, pending_token = world.onboard(
         "Pending Co", ["provider", "consumer"], verify=False
     )
@@ -527,6 +531,7 @@ def fixture(world: World, tmp_path: Path) -> Fixture:
         Caller("regulator", reg_token, reg_p, reg_admin.id, frozenset({"regulator"}), True, True),
         Caller("auditor", aud_token, aud_p, aud_admin.id, frozenset({"auditor"}), True, True),
         Caller("pending", pending_token, pending_p.id, pending_admin.id, pc, False, True),
+        Caller("pending regulator", preg_token, preg_p.id, preg_admin.id, frozenset(), False, True),
     ]
     contract_extra = {"provider": ap, "consumer": bp, "evidence": [ev_receipt]}
     objs = [
@@ -534,6 +539,7 @@ def fixture(world: World, tmp_path: Path) -> Fixture:
         Obj("beta", bp, bp, public=True),
         Obj("delta", dp, dp, public=True),
         Obj("pending", pending_p.id, pending_p.id),
+        Obj("pending_regulator", preg_p.id, preg_p.id),
         Obj("alpha_member", alpha_member.id, ap),
         Obj("delta_member", delta_member.id, dp),
         Obj("alpha_member_token", alpha_member_token.token.id, ap, extra={"member": alpha_member.id}),

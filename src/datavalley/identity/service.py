@@ -223,7 +223,14 @@ def authenticate(session: Session, secret: str | None, now: datetime) -> Princip
     assert participant is not None
     if participant.status == ParticipantStatus.SUSPENDED:
         raise Unauthenticated(f"participant {participant.id} is suspended", participant_id=participant.id)
-    roles = frozenset(Role(r) for r in row.scopes) & frozenset(Role(r) for r in member.roles)
+    roles = (
+        frozenset(Role(r) for r in row.scopes)
+        & frozenset(Role(r) for r in member.roles)
+        & frozenset(Role(r) for r in participant.roles)
+    )
+    if participant.status != ParticipantStatus.VERIFIED:
+        # Oversight (and operating the exchange) is never exercised by an unverified organisation.
+        roles -= {Role.OPERATOR, Role.AUDITOR, Role.REGULATOR}
     return Principal(
         member.id,
         participant.id,
