@@ -345,8 +345,7 @@ def get_receipt(ctx: Context, event_id: int) -> dict[str, Any]:
     ev = ctx.session.get(EventRow, event_id)
     visible = ev is not None and (
         ctx.principal.has(Role.OPERATOR, Role.AUDITOR, Role.REGULATOR)
-        or ev.actor_participant == ctx.principal.participant_id
-        or (ctx.principal.participant_id or "-") in ev.subjects
+        or (ctx.principal.participant_id or "-") in event_parties(ctx.session, [ev])[ev.id]
     )
     if ev is None or not visible:
         raise NotFound(f"event {event_id} does not exist", event_id=event_id)
