@@ -274,6 +274,26 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/classification/rules"): _role("operator"),
 }
 
+# Objects whose IDs only their parties (and overseers) may ever read in an answer.
+SECRET = {
+    "pending",
+    "pending_regulator",
+    "alpha_member",
+    "delta_member",
+    "alpha_member_token",
+    "delta_member_token",
+    "delta_hidden",
+    "alpha_draft",
+    "delta_draft",
+    "alpha_beta_contract",
+    "delta_beta_contract",
+    "alpha_right",
+    "delta_right",
+    "objection",
+    "payment",
+    "dispute",
+}
+
 # Query strings that make a read meaningful (the route answers 2xx to an allowed caller).
 QUERY: dict[str, dict[str, Any]] = {
     "/v1/ledger/entries": {"start": 0, "end": 3},
@@ -290,7 +310,7 @@ CANDIDATES: dict[str, list[str]] = {
     "member_id": ["alpha_member", "delta_member"],
     "token_id": ["alpha_member_token", "delta_member_token"],
     "key_id": ["alpha_key", "delta_key"],
-    "resource_id": ["alpha_resource", "delta_resource", "delta_hidden"],
+    "resource_id": ["alpha_resource", "delta_resource", "delta_hidden", "objected_resource"],
     "product_id": ["alpha_product", "delta_product", "alpha_draft", "delta_draft"],
     "contract_id": ["alpha_beta_contract", "delta_beta_contract"],
     "right_id": ["alpha_right", "delta_right"],
@@ -549,6 +569,7 @@ def fixture(world: World, tmp_path: Path) -> Fixture:
         Obj("alpha_resource", ra, ap, public=True),
         Obj("delta_resource", rd, dp, public=True),
         Obj("delta_hidden", rd_hidden, dp),
+        Obj("objected_resource", r_obj, ap, public=True),
         Obj("alpha_product", pa.id, ap, public=True),
         Obj("delta_product", pd.id, dp, public=True),
         Obj("alpha_draft", pa_draft.id, ap),
@@ -626,6 +647,14 @@ async def _walk(world: World, fixture: Fixture, routes: list[tuple[str, str]]) -
     wrong_refusal: list[str] = []
     missing: list[str] = []
     changed: list[str] = []
+    leaks: list[str] = []
+    # what each caller must never see in any answer: others' hidden objects and relationships
+    secrets_of = {
+        c.name: {
+            o.name: o.id for o in fixture.objs.values() if o.name in SECRET and not (o.public or o.party(c))
+        }
+        for c in fixture.callers
+    }
     calls = 0
     for method, path in routes:
         rule = RULES[(method, path)]
@@ -648,6 +677,10 @@ async def _walk(world: World, fixture: Fixture, routes: list[tuple[str, str]]) -
                 where = (
                     f"{c.name} {method} {url} ({', '.join(v.name for v in o.values())}) -> {r.status_code}"
                 )
+                if r.is_success and method == "GET" and not c.overseer:
+                    leaked = [n for n, i in secrets_of[c.name].items() if i in r.text]
+                    if leaked:
+                        leaks.append(f"{where}: shows {leaked}")
                 if allowed:
                     if r.status_code in (401, 403, 404, 422):
                         missing.append(f"{where}: {r.text[:200]}")
@@ -662,6 +695,7 @@ async def _walk(world: World, fixture: Fixture, routes: list[tuple[str, str]]) -
                     changed.append(where)
     await http.aclose()
     assert not unexpected, "unexpected 2xx:\n" + "\n".join(unexpected)
+    assert not leaks, "answers that reveal others' objects or relationships:\n" + "\n".join(leaks)
     assert not changed, "refused calls that changed the database:\n" + "\n".join(changed)
     assert not wrong_refusal, "refused, but not as an authorisation decision:\n" + "\n".join(wrong_refusal)
     assert not missing, "allowed reads that failed (fixture or rule is wrong):\n" + "\n".join(missing)

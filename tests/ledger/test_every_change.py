@@ -349,6 +349,7 @@ def test_every_mutating_route_writes_the_ledger(world: World, tmp_path: Path) ->
         op.rule_dispute(d.value.id, reason="partly right", refund=100).receipts,
         "dispute.ruled",
     )
+    assert _payload(world, "dispute.ruled")["reason_digest"] == digest({"reason": "partly right"})
     L.check(
         P,
         "/v1/contracts/{contract_id}/terminate",

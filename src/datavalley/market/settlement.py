@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from datavalley.canonical import digest
 from datavalley.errors import Conflict, Forbidden, IntegrityError, InvalidInput, NotFound
 from datavalley.events import EventRow
 from datavalley.exchange import Context
@@ -313,7 +314,12 @@ def open_dispute(ctx: Context, contract_id: str, *, claim: str, evidence: list[d
     ctx.emit(
         "dispute.opened",
         [d.id, row.id],
-        {"id": d.id, "contract": row.id, "evidence": [e["index"] for e in checked]},
+        {
+            "id": d.id,
+            "contract": row.id,
+            "evidence": [e["index"] for e in checked],
+            "claim_digest": digest({"claim": d.claim}),
+        },
     )
     return to_dispute(d)
 
@@ -360,7 +366,13 @@ def rule_dispute(
     ctx.emit(
         "dispute.ruled",
         [d.id, row.id],
-        {"id": d.id, "refund": refund, "penalty": penalty, "terminate": terminate},
+        {
+            "id": d.id,
+            "refund": refund,
+            "penalty": penalty,
+            "terminate": terminate,
+            "reason_digest": digest({"reason": reason.strip()}),
+        },
     )
     return to_dispute(d)
 
