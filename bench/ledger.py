@@ -54,6 +54,7 @@ from datavalley.events import Actor, EventRow, entry_template
 from datavalley.exchange import Exchange
 from datavalley.home import init_home, settings_for
 from datavalley.ledger import log, merkle
+from datavalley.ledger.commitment import commit_fields, new_key
 from datavalley.ledger.tables import LedgerEntryRow
 
 TESTS_DIR = Path(__file__).resolve().parents[1] / "tests"
@@ -136,6 +137,10 @@ def event_rows(n: int, seed: int) -> Iterator[list[dict[str, Any]]]:
         payload = {"type": type_, "subjects": subjects, "seq": i, "state": rng.choice(("new", "active"))}
         at = start + timedelta(milliseconds=37 * i + rng.randint(0, 36))
         payload_digest = digest(payload)
+        key = new_key()
+        c_actor, c_part, c_subjects, c_payload = commit_fields(
+            key, actor, participant, subjects, payload_digest
+        )
         chunk.append(
             {
                 "type": type_,
@@ -145,7 +150,8 @@ def event_rows(n: int, seed: int) -> Iterator[list[dict[str, Any]]]:
                 "occurred_at": at,
                 "payload_digest": payload_digest,
                 "payload": payload,
-                "entry": entry_template(type_, Actor(actor, participant), subjects, at, payload_digest),
+                "entry": entry_template(type_, Actor(c_actor, c_part), c_subjects, at, c_payload),
+                "commit_key": key.hex(),
             }
         )
         if len(chunk) == LOAD_CHUNK:

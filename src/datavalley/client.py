@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -581,6 +582,23 @@ class Client:
     def entries(self, start: int, end: int) -> list[bytes]:
         data = self.get("/v1/ledger/entries", start=start, end=end)
         return [base64.b64decode(e) for e in data["entries"]]
+
+    def clear_entries(self, start: int, end: int) -> list[dict[str, Any]]:
+        """Entries ``[start, end)`` as JSON objects, opened (and checked) where this caller holds an opening;
+        the others keep their commitments (docs/PROTOCOL.md, "Ledger privacy")."""
+        from datavalley.ledger.commitment import reveal
+
+        data = self.get("/v1/ledger/entries", start=start, end=end)
+        openings = {o["index"]: o for o in data.get("openings", [])}
+        out = []
+        for i, e in enumerate(data["entries"]):
+            raw = base64.b64decode(e)
+            out.append(
+                reveal(raw, openings.get(data["start"] + i, {}))
+                if data["start"] + i in openings
+                else json.loads(raw)
+            )
+        return out
 
     def inclusion_proof(
         self, size: int, *, index: int | None = None, leaf_hash: bytes | None = None

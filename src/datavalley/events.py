@@ -5,7 +5,9 @@ commits (or rolls back) with it. The ledger's sequencer later turns each event i
 
 An event carries no personal data by design: the actor and subjects are opaque IDs, and the payload is
 kept beside the event (``payload``, erasable) while only its canonical-JSON digest (``payload_digest``)
-ever reaches the ledger. See docs/PROTOCOL.md, "Ledger entries".
+ever reaches the ledger. Even the IDs reach it only as salted commitments
+(:mod:`datavalley.ledger.commitment`),
+so the published log does not say who deals with whom. See docs/PROTOCOL.md, "Ledger entries".
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sqlalchemy import JSON, BigInteger, Index, String, Text, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from datavalley.canonical import digest
+from datavalley.ledger.commitment import commit_fields, new_key
 from datavalley.store.base import Base, BigId, UTCDateTime
 
 #: The stdlib's JSON string encoder (RFC 8259 escaping, non-ASCII kept), untyped in typeshed.
@@ -43,8 +46,11 @@ class EventRow(Base):
     # The ledger entry, canonical JSON with "index":null; the sequencer substitutes the index (PROTOCOL 3).
     entry: Mapped[str] = mapped_column(Text)
     ledger_index: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # Hex of the entry's commitment key (ledger/commitment.py): opens the published entry for the parties.
+    commit_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     __table_args__ = (
+        Index("ix_events_ledger_index", "ledger_index"),
         Index(
             "ix_events_unsequenced",
             "id",
@@ -66,14 +72,22 @@ SYSTEM = Actor(None, None)
 
 
 INDEX_PLACEHOLDER = '"index":null'
-ENTRY_VERSION = 1
+#: Version 2 entries carry commitments instead of IDs (ledger/commitment.py); version 1 ones were clear.
+ENTRY_VERSION = 2
 
 
 def _str(value: str | None) -> str:
     return "null" if value is None else str(_ENCODE_STR(value))
 
 
-def entry_template(type: str, actor: Actor, subjects: list[str], now: datetime, payload_digest: str) -> str:
+def entry_template(
+    type: str,
+    actor: Actor,
+    subjects: list[str],
+    now: datetime,
+    payload_digest: str,
+    version: int = ENTRY_VERSION,
+) -> str:
     """The event's ledger entry as RFC 8785 canonical JSON, with ``"index":null`` for the sequencer to fill.
 
     Built by hand because it is on every write path: keys are emitted in sorted order and every string
@@ -98,7 +112,7 @@ def entry_template(type: str, actor: Actor, subjects: list[str], now: datetime, 
         + ',"type":'
         + _str(type)
         + ',"v":'
-        + str(ENTRY_VERSION)
+        + str(version)
         + "}"
     )
 
@@ -117,6 +131,10 @@ def emit(
     Raises :class:`datavalley.errors.InvalidInput` if the payload cannot be canonicalised.
     """
     payload_digest = digest(payload)
+    key = new_key()
+    c_actor, c_participant, c_subjects, c_payload = commit_fields(
+        key, actor.member_id, actor.participant_id, list(subjects), payload_digest
+    )
     row = EventRow(
         type=type,
         actor=actor.member_id,
@@ -125,7 +143,8 @@ def emit(
         occurred_at=now,
         payload_digest=payload_digest,
         payload=payload,
-        entry=entry_template(type, actor, subjects, now, payload_digest),
+        entry=entry_template(type, Actor(c_actor, c_participant), c_subjects, now, c_payload),
+        commit_key=key.hex(),
     )
     session.add(row)
     session.flush()

@@ -46,7 +46,7 @@ def test_entries_are_canonical_and_indexed(world: World) -> None:
     for i, e in enumerate(bundle["entries"]):
         raw = base64.b64decode(e)
         obj = json.loads(raw)
-        assert obj["index"] == i and obj["v"] == 1 and obj["payload"].startswith("sha256:")
+        assert obj["index"] == i and obj["v"] == 2 and obj["payload"].startswith("c1:")
         assert json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() == raw
 
 

@@ -264,8 +264,7 @@ def ledger(world: World, contract_id: str) -> list[dict[str, Any]]:
     size = int(op.checkpoint()["size"])
     out = []
     for start in range(0, size, 1000):
-        for raw in op.entries(start, min(size, start + 1000)):
-            entry = json.loads(raw)
+        for entry in op.clear_entries(start, min(size, start + 1000)):
             if contract_id in entry["subjects"]:
                 out.append(entry)
     return out

@@ -47,10 +47,21 @@ def verifier_key_cmd(ctx: typer.Context) -> None:
 
 @ledger.command("entries")
 def entries(
-    ctx: typer.Context, start: int = 0, end: int = typer.Option(..., help="Exclusive end index.")
+    ctx: typer.Context,
+    start: int = 0,
+    end: int = typer.Option(..., help="Exclusive end index."),
+    opened: bool = typer.Option(
+        False, "--open", help="Open (and check) the committed entries you are a party to or oversee."
+    ),
 ) -> None:
-    """Print entries [start, end) as canonical JSON lines."""
+    """Print entries [start, end) as canonical JSON lines (as published: IDs are commitments)."""
     st = state(ctx)
+    if opened:
+        from datavalley.canonical import canonical_json
+
+        for obj in st.client().clear_entries(start, end):
+            typer.echo(canonical_json(obj).decode("utf-8"))
+        return
     for e in st.client().entries(start, end):
         typer.echo(e.decode("utf-8"))
 

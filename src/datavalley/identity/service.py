@@ -168,6 +168,20 @@ def _get_member_row(ctx: Context, member_id: str) -> MemberRow:
     return row
 
 
+def _no_escalation(ctx: Context, roles: tuple[Role, ...], action: str) -> None:
+    """A token cannot hand out roles it does not hold itself (least privilege per token scope)."""
+    p = ctx.principal
+    if p.is_system:
+        return
+    extra = sorted(r.value for r in roles if r not in p.roles)
+    if extra:
+        raise Forbidden(
+            f"{action} with role(s) {', '.join(extra)} needs a token that holds them",
+            action=action,
+            roles=extra,
+        )
+
+
 def _require_admin_of(ctx: Context, participant_id: str, action: str) -> None:
     p = ctx.principal
     if p.is_system:
@@ -209,7 +223,14 @@ def authenticate(session: Session, secret: str | None, now: datetime) -> Princip
     assert participant is not None
     if participant.status == ParticipantStatus.SUSPENDED:
         raise Unauthenticated(f"participant {participant.id} is suspended", participant_id=participant.id)
-    roles = frozenset(Role(r) for r in row.scopes) & frozenset(Role(r) for r in member.roles)
+    roles = (
+        frozenset(Role(r) for r in row.scopes)
+        & frozenset(Role(r) for r in member.roles)
+        & frozenset(Role(r) for r in participant.roles)
+    )
+    if participant.status != ParticipantStatus.VERIFIED:
+        # Oversight (and operating the exchange) is never exercised by an unverified organisation.
+        roles -= {Role.OPERATOR, Role.AUDITOR, Role.REGULATOR}
     return Principal(
         member.id,
         participant.id,
@@ -400,6 +421,7 @@ def add_member(
             "a member cannot have them",
             roles=extra,
         )
+    _no_escalation(ctx, role_v, "adding a member")
     row = MemberRow(
         id=new_id("m"),
         participant_id=participant_id,
@@ -484,9 +506,16 @@ def issue_token(
     if not row.active:
         raise Conflict(f"member {member_id} is deactivated; it cannot get tokens")
     scope_v = _roles(scopes, "scopes") if scopes else tuple(Role(r) for r in row.roles)
+    if not scopes and p.participant_id == row.participant_id and not p.is_system:
+        # A narrowed token mints no more than it holds: the default scope is what both have.
+        scope_v = tuple(r for r in scope_v if r in p.roles)
+        if not scope_v:
+            raise Forbidden(f"this token holds none of member {member_id}'s roles; it cannot issue a token")
     extra = [s.value for s in scope_v if s.value not in row.roles]
     if extra:
         raise Forbidden(f"member {member_id} does not hold role(s) {', '.join(extra)}", scopes=extra)
+    if p.participant_id == row.participant_id:
+        _no_escalation(ctx, scope_v, "issuing a token")
     ttl = ctx.settings.token_ttl_days if ttl_days is None else ttl_days
     if not 1 <= ttl <= ctx.settings.max_token_ttl_days:
         raise InvalidInput(

@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from datavalley.canonical import digest
 from datavalley.errors import Conflict, IntegrityError, InvalidInput, NotFound
 from datavalley.events import EventRow
 from datavalley.exchange import Context
-from datavalley.identity.model import Role
-from datavalley.ledger import log, merkle
+from datavalley.identity.model import Principal, Role
+from datavalley.ledger import commitment, log, merkle
 from datavalley.ledger.note import (
     Checkpoint,
     NoteError,
@@ -195,19 +196,89 @@ def receipts_at(session: Session, indexes: list[int], cp: SignedCheckpoint) -> l
     }
     plans = {i: merkle.inclusion_plan(i, cp.size) for i in indexes}
     nodes = log.fetch_nodes(session, (n for plan in plans.values() for part in plan for n in part))
+    openings = openings_at(session, indexes)
     out = []
     for i in indexes:
         entry = entries[i]
-        out.append(
-            {
-                "format": RECEIPT_FORMAT,
-                "index": i,
-                "entry": b64(entry),
-                "leaf_hash": b64(merkle.leaf_hash(entry)),
-                "checkpoint": cp.note,
-                "inclusion_proof": [b64(p) for p in merkle.resolve_plan(plans[i], nodes)],
-            }
-        )
+        r: dict[str, Any] = {
+            "format": RECEIPT_FORMAT,
+            "index": i,
+            "entry": b64(entry),
+            "leaf_hash": b64(merkle.leaf_hash(entry)),
+            "checkpoint": cp.note,
+            "inclusion_proof": [b64(p) for p in merkle.resolve_plan(plans[i], nodes)],
+        }
+        if i in openings:
+            r["opening"] = openings[i]
+        out.append(r)
+    return out
+
+
+def _events_at(session: Session, indexes: list[int]) -> list[EventRow]:
+    if not indexes:
+        return []
+    lo, hi = min(indexes), max(indexes)
+    if hi - lo + 1 == len(indexes):  # a range (entries pages, bundles): no parameter list
+        cond = EventRow.ledger_index.between(lo, hi)
+    else:
+        cond = EventRow.ledger_index.in_(indexes)
+    return list(session.scalars(select(EventRow).where(cond)))
+
+
+def _opening_of(ev: EventRow) -> dict[str, Any] | None:
+    if ev.commit_key is None:
+        return None
+    return commitment.opening(
+        bytes.fromhex(ev.commit_key), ev.actor, ev.actor_participant, list(ev.subjects), ev.payload_digest
+    )
+
+
+def openings_at(
+    session: Session, indexes: list[int], principal: Principal | None = None
+) -> dict[int, dict[str, Any]]:
+    """Openings of the committed entries at ``indexes``: all of them (``principal`` None: the caller has
+    already checked), or those whose event ``principal`` is a party to or oversees."""
+    rows = _events_at(session, indexes)
+    if principal is not None and not (
+        principal.is_system or principal.has(Role.OPERATOR, Role.AUDITOR, Role.REGULATOR)
+    ):
+        parties = event_parties(session, rows)
+        me = principal.participant_id
+        rows = [ev for ev in rows if me is not None and me in parties[ev.id]]
+    out = {}
+    for ev in rows:
+        o = _opening_of(ev)
+        if o is not None and ev.ledger_index is not None:
+            out[ev.ledger_index] = {"index": ev.ledger_index, **o}
+    return out
+
+
+def event_parties(session: Session, rows: list[EventRow]) -> dict[int, set[str]]:
+    """The participants each event concerns: its acting participant, participants among its subjects,
+    both parties of a contract and the provider of a resource or product among its subjects."""
+    from datavalley.market.tables import ContractRow, ProductRow
+    from datavalley.rights.tables import ResourceRow
+
+    ids = {s for ev in rows for s in ev.subjects}
+    linked: dict[str, set[str]] = {}
+    if ids:
+        for cid, prov, cons in session.execute(
+            select(ContractRow.id, ContractRow.provider_id, ContractRow.consumer_id).where(
+                ContractRow.id.in_(ids)
+            )
+        ):
+            linked[cid] = {prov, cons}
+        for table in (ResourceRow, ProductRow):
+            for oid, prov in session.execute(select(table.id, table.provider_id).where(table.id.in_(ids))):
+                linked.setdefault(oid, set()).add(prov)
+    out: dict[int, set[str]] = {}
+    for ev in rows:
+        who = {s for s in ev.subjects if s.startswith("p_")}
+        if ev.actor_participant:
+            who.add(ev.actor_participant)
+        for s in ev.subjects:
+            who |= linked.get(s, set())
+        out[ev.id] = who
     return out
 
 
@@ -234,7 +305,14 @@ def get_entries(ctx: Context, start: int, end: int) -> dict[str, Any]:
     """Entries ``[start, end)`` (at most 1000), base64."""
     if end - start > 1000:
         raise InvalidInput("at most 1000 entries per request", field="end")
-    return {"start": start, "entries": [b64(e) for e in log.entries(ctx.session, start, end)]}
+    entries = log.entries(ctx.session, start, end)
+    openings = openings_at(ctx.session, list(range(start, start + len(entries))), ctx.principal)
+    return {
+        "start": start,
+        "entries": [b64(e) for e in entries],
+        # the parties of an entry and the overseers get its opening (docs/PROTOCOL.md, "Ledger privacy")
+        "openings": [openings[i] for i in sorted(openings)],
+    }
 
 
 def get_inclusion_proof(
@@ -267,8 +345,7 @@ def get_receipt(ctx: Context, event_id: int) -> dict[str, Any]:
     ev = ctx.session.get(EventRow, event_id)
     visible = ev is not None and (
         ctx.principal.has(Role.OPERATOR, Role.AUDITOR, Role.REGULATOR)
-        or ev.actor_participant == ctx.principal.participant_id
-        or (ctx.principal.participant_id or "-") in ev.subjects
+        or (ctx.principal.participant_id or "-") in event_parties(ctx.session, [ev])[ev.id]
     )
     if ev is None or not visible:
         raise NotFound(f"event {event_id} does not exist", event_id=event_id)
@@ -291,6 +368,7 @@ def export_bundle(ctx: Context, *, exchange_vkey: str) -> dict[str, Any]:
         "witness_keys": [w.verifier_key for w in witnesses],
         "entries": [b64(e) for e in log.entries(ctx.session, 0, size)],
         "checkpoints": [with_cosignatures(ctx.session, c) for c in cps],
+        "openings": [o for _, o in sorted(openings_at(ctx.session, list(range(size))).items())],
     }
 
 
@@ -315,7 +393,8 @@ def add_cosignature(ctx: Context, size: int, line: str) -> dict[str, Any]:
     """Store a witness cosignature line for the checkpoint of ``size`` after verifying it.
 
     Raises :class:`NotFound` (no such checkpoint or witness) and :class:`InvalidInput` (bad signature).
-    Cosigning is recorded by the signature itself, not by a ledger event, so witnesses do not grow the log.
+    A new (or newer) cosignature is a ``ledger.cosigned`` event: the log records which witness vouched for
+    which checkpoint and when (one entry per witness round; a repeated line adds nothing).
     """
     row = ctx.session.get(CheckpointRow, size)
     if row is None:
@@ -336,4 +415,15 @@ def add_cosignature(ctx: Context, size: int, line: str) -> dict[str, Any]:
         existing.timestamp, existing.line = ts, line
     else:
         ctx.session.add(CosignatureRow(size=size, witness=name, timestamp=ts, line=line))
+    ctx.emit(
+        "ledger.cosigned",
+        [],
+        {
+            "witness": name,
+            "size": size,
+            "root_hash": b64(row.root_hash),
+            "timestamp": ts,
+            "line_digest": digest({"line": line.strip()}),
+        },
+    )
     return {"size": size, "witness": name, "timestamp": ts}

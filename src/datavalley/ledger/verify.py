@@ -10,7 +10,9 @@ reports each problem as a :class:`Finding` of a precise kind rather than a singl
 - ``bad_signature``: a checkpoint (or receipt checkpoint) not signed by the pinned exchange key;
 - ``fork``: two checkpoints, both validly signed, that cannot both describe one append-only log;
 - ``receipt``: a receipt whose proof fails or whose entry differs from the bundle's;
-- ``key``: the bundle names a different exchange key than the one pinned.
+- ``key``: the bundle names a different exchange key than the one pinned;
+- ``opening``: an opening (bundle ``openings`` or a receipt's ``opening``) does not match the commitments of
+  its entry (docs/PROTOCOL.md, "Ledger privacy").
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 from datavalley.errors import InvalidInput
 from datavalley.ledger import merkle
+from datavalley.ledger.commitment import reveal
 from datavalley.ledger.note import (
     Checkpoint,
     CosignatureVerifier,
@@ -149,6 +152,16 @@ def _index_findings(entries: list[bytes]) -> list[Finding]:
                 out.append(Finding("reordered", f"entry with index {c} is at position {pos}", index=pos))
                 break
     return out
+
+
+def _opening_findings(entry: bytes, opening: Any, index: Any, source: str) -> list[Finding]:
+    from datavalley.errors import IntegrityError
+
+    try:
+        reveal(entry, opening)
+    except (InvalidInput, IntegrityError) as exc:
+        return [Finding("opening", f"{source}: {exc}", index=index if isinstance(index, int) else None)]
+    return []
 
 
 def verify_receipt(receipt: dict[str, Any], verifier: Verifier) -> tuple[Checkpoint, bytes, int]:
@@ -318,4 +331,17 @@ def verify_bundle(
                 Finding("changed", f"entry {index} differs from the one receipt #{i} proves", index=index)
             )
     del last_good
+    for n, o in enumerate(bundle.get("openings") or []):
+        idx = o.get("index") if isinstance(o, dict) else None
+        if not isinstance(idx, int) or not 0 <= idx < len(entries):
+            findings.append(Finding("opening", f"opening #{n} names no entry of the bundle"))
+            continue
+        findings.extend(_opening_findings(entries[idx], o, idx, f"opening #{n}"))
+    for i, r in enumerate(receipts):
+        if isinstance(r, dict) and "opening" in r:
+            try:
+                entry = _b64(r.get("entry"), "entry")
+            except InvalidInput:
+                continue  # already reported as a bad receipt
+            findings.extend(_opening_findings(entry, r["opening"], r.get("index"), f"receipt #{i}"))
     return Report(len(entries), len(signed), cosignatures, len(receipts), tuple(findings))

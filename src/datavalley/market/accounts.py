@@ -229,10 +229,18 @@ def _reference(value: str) -> str:
     return value
 
 
+def _trader(ctx: Context, action: str) -> None:
+    """Money moves for verified participants acting with a provider or consumer token."""
+    ctx.require(Role.PROVIDER, Role.CONSUMER, action=action)
+    if not ctx.principal.participant_verified:
+        raise Forbidden(f"{action} needs a verified participant", action=action)
+
+
 def request_deposit(ctx: Context, *, amount: int, reference: str) -> Payment:
     """A participant announces a bank transfer to the exchange's account; nothing moves until confirmed."""
     if ctx.principal.participant_id is None:
         raise Forbidden("deposits are made by participants")
+    _trader(ctx, "depositing money")
     row = PaymentRow(
         id=new_id("pay"),
         participant_id=ctx.principal.participant_id,
@@ -260,6 +268,7 @@ def request_withdrawal(ctx: Context, *, amount: int, reference: str) -> Payment:
     me = ctx.principal.participant_id
     if me is None:
         raise Forbidden("withdrawals are made by participants")
+    _trader(ctx, "withdrawing money")
     n = amount_of(amount)
     row = PaymentRow(
         id=new_id("pay"),

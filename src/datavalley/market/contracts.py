@@ -144,6 +144,18 @@ def _party(ctx: Context, row: ContractRow, side: str, action: str) -> None:
     want = row.provider_id if side == "provider" else row.consumer_id
     if ctx.principal.participant_id != want:
         raise Forbidden(f"{action} is for the {side} of contract {row.id}")
+    _side_role(ctx, row, action)
+
+
+def _side_role(ctx: Context, row: ContractRow, action: str) -> None:
+    """A party acts on a contract only with the role of its side (provider / consumer) in its token, and
+    only while its participant is verified; the exchange itself and overseers are checked by the caller."""
+    me = ctx.principal.participant_id
+    if ctx.principal.is_system or me not in (row.provider_id, row.consumer_id):
+        return
+    ctx.require(Role.PROVIDER if me == row.provider_id else Role.CONSUMER, action=action)
+    if not ctx.principal.participant_verified:
+        raise Forbidden(f"{action} needs a verified participant (participant {me} is not)", action=action)
 
 
 # --- negotiation ------------------------------------------------------------------------------------
@@ -301,6 +313,8 @@ def offer_direct(
     agreement, same escrow and metering; only the channel differs.
     """
     ctx.require(Role.PROVIDER, action="offering a direct deal")
+    if not ctx.principal.participant_verified:
+        raise Forbidden("offering a direct deal needs a verified participant")
     product = get_product_row(ctx, product_id)
     if product.provider_id != ctx.principal.participant_id:
         raise Forbidden(f"only the provider of product {product_id} offers it directly")
@@ -503,6 +517,7 @@ def sign_contract(ctx: Context, contract_id: str, *, signature: str) -> Contract
     changes, the signature included) and finalizes: processing & use rights are granted for the term.
     """
     row = _get(ctx, contract_id, lock=True)
+    _side_role(ctx, row, "signing an agreement")
     me = ctx.principal.participant_id
     if me == row.provider_id:
         _expect(row, ContractState.ACCEPTED, action="the provider's signature")
@@ -651,15 +666,18 @@ def suspend_contract(ctx: Context, contract_id: str, *, suspended: bool, reason:
     row = _get(ctx, contract_id, lock=True)
     if not (ctx.principal.has(Role.OPERATOR) or ctx.principal.participant_id == row.provider_id):
         raise Forbidden(f"only the operator or the provider suspends contract {contract_id}")
+    if not ctx.principal.has(Role.OPERATOR):
+        _side_role(ctx, row, "suspending a contract")
     _expect(row, ContractState.FINALIZED, action="suspending")
     if row.suspended == suspended:
         raise Conflict(f"contract {contract_id} is already {'suspended' if suspended else 'running'}")
     row.suspended = suspended
     row.updated_at = ctx.now
+    row.suspension_reason = reason.strip() or None
     ctx.emit(
         f"contract.{'suspended' if suspended else 'resumed'}",
         [row.id],
-        {"id": row.id, "reason_len": len(reason)},
+        {"id": row.id, "reason_digest": digest({"reason": reason.strip()})},
     )
     return to_contract(row)
 
@@ -697,6 +715,11 @@ def _refund(ctx: Context, row: ContractRow, amount: int, memo: str) -> None:
         contract_id=row.id,
     )
     row.refunded += amount
+    ctx.emit(
+        "contract.refunded",
+        [row.id, row.provider_id, row.consumer_id],
+        {"id": row.id, "amount": amount, "currency": row.price.get("currency"), "memo_digest": digest(memo)},
+    )
 
 
 def _end(ctx: Context, row: ContractRow, reason: str, *, refund: bool = True) -> None:
@@ -729,6 +752,8 @@ def terminate_contract(ctx: Context, contract_id: str, *, reason: str) -> Contra
     is_party = me in (row.provider_id, row.consumer_id)
     if not (is_party or ctx.principal.has(Role.OPERATOR)):
         raise Forbidden(f"only a party or the operator terminates contract {contract_id}")
+    if not ctx.principal.has(Role.OPERATOR):
+        _side_role(ctx, row, "terminating a contract")
     if not (reason or "").strip():
         raise InvalidInput("a termination needs a reason", field="reason")
     _expect(row, *OPEN, ContractState.VERIFIED, ContractState.FINALIZED, action="terminating")
@@ -763,6 +788,7 @@ def record_use(
     me = ctx.principal.participant_id
     if me not in (row.provider_id, row.consumer_id) and not ctx.principal.is_system:
         raise Forbidden(f"only the parties' nodes record uses of contract {contract_id}")
+    _side_role(ctx, row, "recording a use")
     if node_key is not None:
         seen = ctx.session.scalars(
             select(UseRow).where(UseRow.contract_id == row.id, UseRow.node_key == node_key)
@@ -939,7 +965,14 @@ def run_settlement(ctx: Context) -> dict[str, Any]:
                     row.suspended = False
                     ctx.emit("contract.resumed", [row.id], {"id": row.id, "reason": "subscription paid"})
                 ctx.emit(
-                    "contract.renewed", [row.id], {"id": row.id, "paid_until": row.paid_until.isoformat()}
+                    "contract.renewed",
+                    [row.id],
+                    {
+                        "id": row.id,
+                        "paid_until": row.paid_until.isoformat(),
+                        "amount": row.price["amount"],
+                        "released": left,
+                    },
                 )
                 report["renewed"].append(row.id)
         if ctx.now >= row.valid_until:

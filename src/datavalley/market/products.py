@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import and_, or_, select
 
+from datavalley.canonical import digest
 from datavalley.errors import Conflict, Forbidden, InvalidInput, NotFound, PolicyViolation
 from datavalley.exchange import Context
 from datavalley.identity.model import Role
@@ -464,6 +465,8 @@ def get_product(ctx: Context, product_id: str) -> Product:
 
 def submit_product(ctx: Context, product_id: str) -> Product:
     """The provider submits a draft (or rejected) product for review; the checklist runs now."""
+    ctx.require(Role.PROVIDER, action="submitting a product")
+    require_verified(ctx, "submitting a product")
     row = _get(ctx, product_id, lock=True)
     if row.provider_id != ctx.principal.participant_id:
         raise Forbidden(f"only the provider submits product {product_id}")
@@ -487,9 +490,12 @@ def approve_regulator(ctx: Context, product_id: str, *, note: str = "") -> Produ
     if row.status != ListingStatus.SUBMITTED:
         raise Conflict(f"product {product_id} is {row.status}; regulators approve submitted products")
     row.regulator_approved = True
+    row.regulator_note = note.strip() or None
     row.checklist = compliance_checklist(ctx, row)
     row.updated_at = ctx.now
-    ctx.emit("product.regulator_approved", [row.id], {"id": row.id, "note_digest_len": len(note)})
+    ctx.emit(
+        "product.regulator_approved", [row.id], {"id": row.id, "note_digest": digest({"note": note.strip()})}
+    )
     return to_product(row)
 
 
@@ -512,12 +518,19 @@ def review_product(ctx: Context, product_id: str, *, approve: bool, note: str = 
         row.status = ListingStatus.REJECTED.value
     row.review_note = note.strip() or None
     row.updated_at = ctx.now
-    ctx.emit(f"product.{row.status}", [row.id, row.provider_id], {"id": row.id, "status": row.status})
+    ctx.emit(
+        f"product.{row.status}",
+        [row.id, row.provider_id],
+        {"id": row.id, "status": row.status, "note_digest": digest({"note": row.review_note or ""})},
+    )
     return to_product(row)
 
 
 def delist_product(ctx: Context, product_id: str, *, reason: str = "") -> Product:
     """Stop new orders (provider or operator); running contracts continue."""
+    if not ctx.principal.has(Role.OPERATOR):
+        ctx.require(Role.PROVIDER, action="delisting a product")
+        require_verified(ctx, "delisting a product")
     row = _get(ctx, product_id, lock=True)
     if row.provider_id != ctx.principal.participant_id and not ctx.principal.has(Role.OPERATOR):
         raise Forbidden(f"only the provider or the operator delists product {product_id}")
@@ -525,7 +538,9 @@ def delist_product(ctx: Context, product_id: str, *, reason: str = "") -> Produc
         raise Conflict(f"product {product_id} is {row.status}; only listed products are delisted")
     row.status = ListingStatus.DELISTED.value
     row.updated_at = ctx.now
-    ctx.emit("product.delisted", [row.id], {"id": row.id})
+    ctx.emit(
+        "product.delisted", [row.id], {"id": row.id, "reason_digest": digest({"reason": reason.strip()})}
+    )
     return to_product(row)
 
 

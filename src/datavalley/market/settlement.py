@@ -15,14 +15,16 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from datavalley.canonical import digest
 from datavalley.errors import Conflict, Forbidden, IntegrityError, InvalidInput, NotFound
+from datavalley.events import EventRow
 from datavalley.exchange import Context
 from datavalley.identity.model import Role
 from datavalley.identity.tables import ParticipantRow
 from datavalley.ledger import log
 from datavalley.ledger.verify import verify_receipt
 from datavalley.market import accounts
-from datavalley.market.contracts import _end, _get, _refund, to_contract
+from datavalley.market.contracts import _end, _get, _refund, _side_role, to_contract
 from datavalley.market.model import ContractState, Dispute
 from datavalley.market.tables import AccountRow, ContractRow, DisputeRow, PostingRow, TxnRow
 from datavalley.store.base import new_id
@@ -295,7 +297,13 @@ def _check_evidence(ctx: Context, contract_id: str, receipts: Any) -> list[dict[
         cp, entry, index = verify_receipt(r, verifier)
         if index >= log.head_size(ctx.session) or log.entries(ctx.session, index, index + 1)[0] != entry:
             raise IntegrityError(f"evidence {n}: entry {index} is not the entry this ledger holds")
-        body = json.loads(entry)
+        # the entry is committed: read its subjects from the event the exchange sequenced at that index
+        ev = ctx.session.scalars(select(EventRow).where(EventRow.ledger_index == index)).first()
+        body = (
+            {"type": ev.type, "subjects": list(ev.subjects), "payload": ev.payload_digest}
+            if ev is not None
+            else json.loads(entry)
+        )
         if contract_id not in body.get("subjects", []):
             raise InvalidInput(
                 f"evidence {n}: ledger entry {index} ({body.get('type')}) "
@@ -319,6 +327,7 @@ def open_dispute(ctx: Context, contract_id: str, *, claim: str, evidence: list[d
     me = ctx.principal.participant_id
     if me not in (row.provider_id, row.consumer_id):
         raise Forbidden(f"only a party to contract {contract_id} opens a dispute on it")
+    _side_role(ctx, row, "opening a dispute")
     if not (claim or "").strip() or len(claim) > 5000:
         raise InvalidInput("claim must be 1 to 5000 characters", field="claim")
     checked = _check_evidence(ctx, row.id, evidence)
@@ -339,7 +348,12 @@ def open_dispute(ctx: Context, contract_id: str, *, claim: str, evidence: list[d
     ctx.emit(
         "dispute.opened",
         [d.id, row.id],
-        {"id": d.id, "contract": row.id, "evidence": [e["index"] for e in checked]},
+        {
+            "id": d.id,
+            "contract": row.id,
+            "evidence": [e["index"] for e in checked],
+            "claim_digest": digest({"claim": d.claim}),
+        },
     )
     return to_dispute(d)
 
@@ -386,7 +400,13 @@ def rule_dispute(
     ctx.emit(
         "dispute.ruled",
         [d.id, row.id],
-        {"id": d.id, "refund": refund, "penalty": penalty, "terminate": terminate},
+        {
+            "id": d.id,
+            "refund": refund,
+            "penalty": penalty,
+            "terminate": terminate,
+            "reason_digest": digest({"reason": reason.strip()}),
+        },
     )
     return to_dispute(d)
 

@@ -39,6 +39,8 @@ class ProductRow(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     checklist: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     review_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # the regulator's approval note (its digest is on the ledger)
+    regulator_note: Mapped[str | None] = mapped_column(Text, nullable=True)
     regulator_approved: Mapped[bool] = mapped_column(Boolean)
     search_text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -74,6 +76,8 @@ class ContractRow(Base):
     funded: Mapped[int] = mapped_column(BigInteger)  # moved into escrow so far (prepayment + renewals)
     paid_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     termination_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # why the contract was last suspended or resumed (its digest is on the ledger)
+    suspension_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 

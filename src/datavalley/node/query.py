@@ -27,7 +27,7 @@ from typing import Any
 
 from datavalley.errors import Conflict, Forbidden, InvalidInput, NotFound, PolicyViolation
 from datavalley.exchange import Exchange
-from datavalley.identity.model import Principal
+from datavalley.identity.model import Principal, Role
 from datavalley.market import contracts
 from datavalley.market.model import ContractState, ProductKind
 from datavalley.market.policy import parse
@@ -123,6 +123,8 @@ class QueryService:
         contract = ex.read(principal, contracts.get_contract, contract_id)
         if principal.participant_id != contract.consumer_id:
             raise Forbidden(f"only the consumer of contract {contract_id} queries under it")
+        if not principal.has(Role.CONSUMER):
+            raise Forbidden("querying under a contract needs the consumer role (this token lacks it)")
         if contract.state != ContractState.FINALIZED:
             raise PolicyViolation(f"contract {contract_id} is {contract.state.value}: no query is allowed")
         system = Principal.system()

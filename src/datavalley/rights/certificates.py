@@ -67,6 +67,7 @@ from typing import Any, Final, Literal
 
 from datavalley.canonical import canonical_json, digest
 from datavalley.errors import IntegrityError, InvalidInput
+from datavalley.ledger.commitment import reveal
 from datavalley.ledger.note import Checkpoint, NoteError, Signer, Verifier, parse_note, parse_verifier_key
 from datavalley.ledger.service import RECEIPT_FORMAT
 from datavalley.ledger.verify import verify_receipt
@@ -392,12 +393,17 @@ class CertificateCheck:
     trusted_key_source: Literal["pinned", "certificate"]
 
 
-def _entry_findings(entry: bytes, index: int, event: dict[str, Any]) -> list[str]:
-    """Compare the ledger entry a receipt proves with the certificate's registration event."""
+def _entry_findings(
+    entry: bytes, index: int, event: dict[str, Any], opening: dict[str, Any] | None = None
+) -> list[str]:
+    """Compare the ledger entry a receipt proves with the certificate's registration event (a committed
+    entry through the receipt's opening: docs/PROTOCOL.md, "Ledger privacy")."""
     try:
-        parsed = json.loads(entry.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        parsed = reveal(entry, opening)
+    except InvalidInput:
         parsed = None
+    except IntegrityError as exc:
+        return [f"receipt entry: {exc.message}"]
     if not isinstance(parsed, dict):
         return ["receipt entry is not a datavalley ledger entry"]
     out = []
@@ -504,7 +510,7 @@ def verify_certificate(cert: dict[str, Any], *, verifier_key: str | None = None)
             findings.append(
                 f"receipt checkpoint is from log {cp.origin!r}, not the issuer's {issuer['origin']!r}"
             )
-    findings.extend(_entry_findings(entry, index, doc["registration_event"]))
+    findings.extend(_entry_findings(entry, index, doc["registration_event"], receipt.get("opening")))
 
     event_type = doc["registration_event"]["type"]
     if event_type not in REGISTRATION_EVENT_TYPES:

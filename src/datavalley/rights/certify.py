@@ -11,9 +11,10 @@ from typing import Any
 
 from sqlalchemy import select
 
+from datavalley.canonical import digest
 from datavalley.catalog.dcat import CatalogInfo, catalog_to_jsonld
 from datavalley.errors import Conflict, NotFound
-from datavalley.events import EventRow
+from datavalley.events import SYSTEM, EventRow, emit
 from datavalley.exchange import Context
 from datavalley.identity.service import _participant
 from datavalley.identity.tables import ParticipantRow
@@ -106,6 +107,16 @@ def certificate(ctx: Context, resource_id: str, *, version: int | None = None) -
     )
     signed = sign_certificate(doc, ctx.signer)
     row.document = signed
+    # The exchange issues it (whoever asked first is not part of the record).
+    issued = emit(
+        ctx.session,
+        ctx.now,
+        SYSTEM,
+        "certificate.issued",
+        [res.id, row.id, holder.id],
+        {"certificate": row.id, "resource": res.id, "version": v, "document_digest": digest(signed)},
+    )
+    ctx.event_ids.append(issued.id)
     return signed
 
 

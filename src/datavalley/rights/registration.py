@@ -131,6 +131,12 @@ def require_verified(ctx: Context, action: str) -> None:
         )
 
 
+def require_provider(ctx: Context, action: str) -> None:
+    """The caller's token holds the provider role and its participant is verified (top of holder actions)."""
+    ctx.require(Role.PROVIDER, action=action)
+    require_verified(ctx, action)
+
+
 def require_holder(ctx: Context, row: ResourceRow, action: str) -> None:
     if row.provider_id != ctx.principal.participant_id:
         raise Forbidden(f"{action} needs the holder of resource {row.id}", resource_id=row.id)
@@ -454,6 +460,7 @@ def change_resource(ctx: Context, resource_id: str, *, analysis: dict[str, Any])
     Raises :class:`InvalidInput` on schema drift (columns or types differ: register a new resource),
     :class:`Conflict` if the content is unchanged or the resource is not live.
     """
+    require_provider(ctx, "changing a registration")
     row = get_row(ctx, resource_id, lock=True)
     require_holder(ctx, row, "changing a registration")
     require_live(row, "changing the registration")
@@ -502,6 +509,7 @@ def _effective(row: ResourceRow) -> Grade:
 
 def renew_resource(ctx: Context, resource_id: str, *, valid_days: int = DEFAULT_VALIDITY_DAYS) -> Resource:
     """Renewal: extend the registration (and the holder's root rights) from now by ``valid_days``."""
+    require_provider(ctx, "renewing a registration")
     row = get_row(ctx, resource_id, lock=True)
     require_holder(ctx, row, "renewing a registration")
     require_live(row, "renewal")
@@ -537,6 +545,7 @@ def _end_all_rights(ctx: Context, resource_id: str) -> list[str]:
 
 def cancel_resource(ctx: Context, resource_id: str, *, reason: str = "") -> Resource:
     """Cancellation by the holder: the registration ends and every right over it is revoked."""
+    require_provider(ctx, "cancelling a registration")
     row = get_row(ctx, resource_id, lock=True)
     require_holder(ctx, row, "cancelling a registration")
     if row.status in (ResourceStatus.CANCELLED, ResourceStatus.REVOKED):
@@ -581,6 +590,7 @@ def _revoke(ctx: Context, row: ResourceRow, reason: str) -> None:
 
 def set_published(ctx: Context, resource_id: str, *, published: bool) -> Resource:
     """The holder shows or hides the resource in the public catalog. Core data is never published."""
+    require_provider(ctx, "publishing a resource")
     row = get_row(ctx, resource_id, lock=True)
     require_holder(ctx, row, "publishing a resource")
     if published:
@@ -685,10 +695,12 @@ def resolve_objection(ctx: Context, objection_id: str, *, upheld: bool, resoluti
 
 def list_objections(ctx: Context, resource_id: str) -> list[Objection]:
     """Objections to a resource (visible to whoever can see the resource)."""
-    get_row(ctx, resource_id)
-    rows = ctx.session.scalars(
-        select(ObjectionRow).where(ObjectionRow.resource_id == resource_id).order_by(ObjectionRow.id)
-    )
+    res = get_row(ctx, resource_id)
+    stmt = select(ObjectionRow).where(ObjectionRow.resource_id == resource_id).order_by(ObjectionRow.id)
+    if not (oversees(ctx) or res.provider_id == ctx.principal.participant_id):
+        # Who objects is between the objector, the holder and the overseers.
+        stmt = stmt.where(ObjectionRow.objector_id == ctx.principal.participant_id)
+    rows = ctx.session.scalars(stmt)
     return [to_objection(o) for o in rows]
 
 

@@ -125,6 +125,7 @@ def grant_right(
     from, scope exceeding it), :class:`Conflict` (frozen/ended resource, unverified grantee) and
     :class:`PolicyViolation` (core data).
     """
+    ctx.require(Role.PROVIDER, Role.CONSUMER, action="granting a right")
     require_verified(ctx, "granting a right")
     try:
         k = RightKind(kind)
@@ -133,6 +134,9 @@ def grant_right(
     if k == RightKind.HOLDING:
         raise InvalidInput("the holding right is transferred, never granted (use transfer)", field="kind")
     res = get_row(ctx, resource_id, lock=True)
+    if res.provider_id == ctx.principal.participant_id:
+        # Licensing one's own data is a provider act; a sub-licensee re-grants under its licence.
+        ctx.require(Role.PROVIDER, action="granting a right on a resource you hold")
     require_live(res, "granting rights")
     if res.effective_grade == Grade.CORE:
         raise PolicyViolation(
@@ -211,6 +215,8 @@ def authorise_public_data_operation(
     not sub-licensable, recorded as an authorisation. Raises :class:`Forbidden` unless the caller is the
     public-body holder of a public-data resource.
     """
+    ctx.require(Role.PROVIDER, action="authorising public-data operation")
+    require_verified(ctx, "authorising public-data operation")
     res = get_row(ctx, resource_id)
     me = ctx.session.get(ParticipantRow, ctx.principal.participant_id)
     if me is None or me.kind != ParticipantKind.PUBLIC_BODY or res.provider_id != me.id:
@@ -237,6 +243,7 @@ def transfer_holding(
 
     Derived grants stay valid: they are re-parented onto the new holder's rights.
     """
+    ctx.require(Role.PROVIDER, action="transferring a right")
     require_verified(ctx, "transferring a right")
     res = get_row(ctx, resource_id, lock=True)
     require_live(res, "transferring rights")
@@ -303,6 +310,9 @@ def revoke_right(ctx: Context, right_id: str, *, reason: str = "") -> list[Right
     Allowed: the grantor, the holder of any ancestor right, or the operator. Root rights end only with the
     registration (cancel or revoke it).
     """
+    if not ctx.principal.has(Role.OPERATOR):
+        ctx.require(Role.PROVIDER, action="revoking a right")
+        require_verified(ctx, "revoking a right")
     row = ctx.session.get(RightRow, right_id)
     me = ctx.principal.participant_id
     if row is None:
@@ -358,6 +368,7 @@ def chain_of_title(ctx: Context, resource_id: str) -> list[TitleLink]:
     rows = list(
         ctx.session.scalars(select(RightRow).where(RightRow.resource_id == res.id).order_by(RightRow.id))
     )
+    rows = [r for r in rows if right_visible(ctx, res, r)]
     children: dict[str | None, list[RightRow]] = {}
     for r in rows:
         children.setdefault(r.parent_id, []).append(r)
@@ -378,8 +389,9 @@ def list_rights(
 ) -> list[Right]:
     """Rights held by a participant (default: the caller) or on a resource the caller may see."""
     stmt = select(RightRow)
+    res: ResourceRow | None = None
     if resource_id is not None:
-        get_row(ctx, resource_id)
+        res = get_row(ctx, resource_id)
         stmt = stmt.where(RightRow.resource_id == resource_id)
     else:
         holder = holder_id or ctx.principal.participant_id
@@ -387,7 +399,18 @@ def list_rights(
             raise Forbidden("only overseers list another participant's rights")
         stmt = stmt.where(RightRow.holder_id == holder)
     rows = ctx.session.scalars(stmt.order_by(RightRow.id))
-    return [to_right(r) for r in rows if not active_only or is_effective(r, ctx.now)]
+    return [
+        to_right(r)
+        for r in rows
+        if (not active_only or is_effective(r, ctx.now)) and (res is None or right_visible(ctx, res, r))
+    ]
+
+
+def right_visible(ctx: Context, res: ResourceRow, r: RightRow) -> bool:
+    """Who holds a licence on a resource is between the parties: overseers and the resource's holder see
+    every right; others see root rights (the public chain of title) and rights they hold or granted."""
+    me = ctx.principal.participant_id
+    return oversees(ctx) or res.provider_id == me or r.parent_id is None or me in (r.holder_id, r.grantor_id)
 
 
 def has_right(
