@@ -65,6 +65,10 @@ MAX_ENGINES = 8
 CLAIM_LEASE_S = 300.0
 #: The most rows one answer releases (after noise); the rest are withheld and counted.
 MAX_RELEASED_ROWS = 10_000
+#: The most candidate groups an engine returns before noise. Beyond it the query fails on the data — the
+#: one size limit that depends on the data, so it is far above MAX_RELEASED_ROWS and the failure is
+#: charged like an answer.
+ENGINE_MAX_GROUPS = 1_000_000
 #: The one message of a query that failed on the real data (whatever the cause, so it says nothing).
 FAILED_MESSAGE = (
     "the query could not be completed on the data (an engine limit was reached); "
@@ -206,7 +210,7 @@ class QueryService:
             if engine is not None:
                 self._engines.move_to_end(key)
                 return engine
-            engine = DuckDBEngine(sources)
+            engine = DuckDBEngine(sources, max_rows=ENGINE_MAX_GROUPS)
             self._engines[key] = engine
             while len(self._engines) > MAX_ENGINES:
                 self._engines.popitem(last=False)[1].close()

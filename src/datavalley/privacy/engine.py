@@ -248,6 +248,8 @@ class DuckDBEngine:
         missing = sorted(q.tables - self.tables)
         if missing:
             raise InvalidInput(f"this engine does not serve table(s) {', '.join(missing)}", field="sql")
+        for table, cols in q.plan.unique_keys:
+            self._require_unique(table, cols)  # public lookup tables only: nothing private is revealed
         try:
             self._execute(q.exact_sql("duckdb", self.empty_views), 1)
         except InvalidInput as exc:

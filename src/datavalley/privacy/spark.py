@@ -83,6 +83,7 @@ class SparkEngine:
         missing = sorted(q.tables - self.tables)
         if missing:
             raise InvalidInput(f"this engine does not serve table(s) {', '.join(missing)}", field="sql")
+        self._require_unique(q)
         try:
             self._execute(q.exact_sql("spark", self.empty_views), 1)
         except InvalidInput as exc:
@@ -97,17 +98,7 @@ class SparkEngine:
         missing = sorted(q.tables - self.tables)
         if missing:
             raise InvalidInput(f"this engine does not serve table(s) {', '.join(missing)}", field="sql")
-        for table, cols in q.plan.unique_keys:
-            key = (table, cols)
-            if key not in self._unique:
-                rows = self._execute(duplicate_check(self.views[table], cols).sql("spark"), 1)
-                self._unique[key] = rows[0][0] == 0
-            if not self._unique[key]:
-                raise PolicyViolation(
-                    f"join key {table}.({', '.join(cols)}) is not unique in the data, so with row-level "
-                    "privacy a row could be counted several times; the product must declare a privacy unit",
-                    table=table,
-                )
+        self._require_unique(q)
         start = time.perf_counter()
         unclamped = []
         for table, column, low, high in q.clamps:
@@ -123,6 +114,19 @@ class SparkEngine:
                 limit=self.max_rows,
             )
         return ExactResult(q.digest, self.name, q.exact_columns, tuple(rows), time.perf_counter() - start)
+
+    def _require_unique(self, q: CompiledQuery) -> None:
+        for table, cols in q.plan.unique_keys:
+            key = (table, cols)
+            if key not in self._unique:
+                rows = self._execute(duplicate_check(self.views[table], cols).sql("spark"), 1)
+                self._unique[key] = rows[0][0] == 0
+            if not self._unique[key]:
+                raise PolicyViolation(
+                    f"join key {table}.({', '.join(cols)}) is not unique in the data, so with row-level "
+                    "privacy a row could be counted several times; the product must declare a privacy unit",
+                    table=table,
+                )
 
     def _execute(self, sql: str, limit: int) -> list[tuple[Any, ...]]:
         context = self.spark.sparkContext
