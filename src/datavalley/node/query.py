@@ -69,15 +69,12 @@ MAX_RELEASED_ROWS = 10_000
 #: one size limit that depends on the data, so it is far above MAX_RELEASED_ROWS and the failure is
 #: charged like an answer.
 ENGINE_MAX_GROUPS = 1_000_000
-#: The one message of a query that failed on the real data (whatever the cause, so it says nothing).
+#: The one message of a query that failed on the real data (whatever the cause, so it says nothing). It is
+#: raised as the base :class:`DatavalleyError` (``internal_error``): the query was valid, the node failed.
 FAILED_MESSAGE = (
     "the query could not be completed on the data (an engine limit was reached); "
     "the use is charged and a repeat returns this same outcome"
 )
-
-
-class QueryFailed(DatavalleyError):
-    """A query that passed every data-independent check failed on the data: charged, reported generically."""
 
 
 class ReleaseStore:
@@ -341,7 +338,7 @@ class QueryService:
             # answer: the stored outcome is one generic failure.
             log.exception("private query %s failed on the data", q.digest)
             self.store.finish(key, draw, {**meta, "failed": True})
-            raise QueryFailed(FAILED_MESSAGE, charged=float(cost), use_id=u.id) from None
+            raise DatavalleyError(FAILED_MESSAGE, charged=float(cost), use_id=u.id) from None
         body = {**meta, **answer}
         self.store.finish(key, draw, body)  # durable before it is released
         return {**body, "cached": False, "charged": float(cost)}
@@ -350,7 +347,7 @@ class QueryService:
         self, principal: Principal, contract_id: str, terms: Any, body: dict[str, Any]
     ) -> dict[str, Any]:
         if body.get("failed"):
-            raise QueryFailed(FAILED_MESSAGE, charged=0.0, use_id=body.get("use_id"))
+            raise DatavalleyError(FAILED_MESSAGE, charged=0.0, use_id=body.get("use_id"))
         now = self.exchange.read(principal, contracts.get_contract, contract_id)
         left = None if terms.privacy_budget is None else terms.privacy_budget - now.budget_spent
         uses_left = None if terms.max_uses is None else terms.max_uses - now.uses
