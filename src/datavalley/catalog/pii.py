@@ -9,7 +9,9 @@ content detector, in this order, so that overlapping shapes (an 18-digit ID numb
 kind            matches (shape)                                             valid
 ==============  ==========================================================  =========================
 ``cn_ric``      18 chars, ``[1-9]\\d{16}[\\dXx]``                            birth date is a real date
-                                                                            and ISO 7064 MOD 11-2
+                                                                            (1900 to today), a real
+                                                                            province code, and ISO
+                                                                            7064 MOD 11-2
                                                                             check digit (weights
                                                                             7,9,10,5,8,4,2,1,6,3,...)
 ``cn_uscc``     18 chars, 8 digits + 10 of ``0-9A-HJ-NPQRTUWXY``            GB 32100 MOD 31 check
@@ -24,6 +26,19 @@ kind            matches (shape)                                             vali
 ``coordinates`` ``lat,lon`` text with >= 4 decimals each, or numeric        >= 4 decimals (about 11 m)
                 columns named like lat/lon/纬度/经度 within range
 ==============  ==========================================================  =========================
+
+An 18-digit value with a real province code and a real birth date between 1900-01-01 and the scan's
+reference date is an ID number, valid or not: with a wrong check digit it is an *invalid* ``cn_ric`` and is
+never claimed as a USCC or bank card that happens to validate (validation strength: ID structure and
+MOD 11-2 > USCC MOD 31 > Luhn, which 10 % of random numbers pass).
+
+**Labelling.** A column is labelled with content kinds only when the values valid as some content kind
+make up at least ``LABEL_SHARE`` (70 %) of its non-null values, and then with each kind that accounts for
+at least ``KIND_SHARE`` (5 %); a column of 19-digit order numbers (about 11 % pass Luhn) or of ID numbers
+with wrong check digits is labelled with nothing. Column-name hints label kinds that have no validator
+(names, addresses, health...); a "credit code" name is an organisation's identifier, not financial data.
+``estimated_individuals`` counts distinct *valid* identifier values only. Measured on the labelled decoy
+set in ``tests/catalog/test_pii_precision.py``: precision >= 0.95 and recall >= 0.99 per kind.
 
 ``cn_ric`` validity follows python-stdnum ``cn.ric`` except the birth-place lookup (a historic table of
 region codes that is not worth a join on every row); the small-sample cross-check reports how many
