@@ -326,6 +326,14 @@ class QueryService:
             "epsilon": q.cost.epsilon,
             "delta": q.cost.delta,
             "min_group_size": rules.min_group_size,
+            # Data-independent: the bounds, not the (data-dependent) number of rows they dropped.
+            "contribution_bounds": {
+                "privacy_unit": rules.privacy_unit,
+                "max_rows_per_unit_and_group": q.rows_per_unit,
+                "groups_per_unit": q.groups_per_unit,
+                "dropped_rows": "rows a unit contributes beyond these bounds are dropped before noise; "
+                "their number depends on the data and is not released",
+            },
             "budget_left": u.budget_left,
             "uses_left": u.uses_left,
             "data_version": data_version,
