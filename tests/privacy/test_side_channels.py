@@ -176,6 +176,13 @@ ATTACKS: list[tuple[str, str]] = [
     ("SELECT AVG(distance) AS a FROM trips WHERE distance < -1.7976931348623157e308", "ok"),
     ("SELECT SUM(freight_price) AS s, AVG(distance) AS a FROM trips WHERE province = 'ZZ'", "ok"),
     ("SELECT COUNT(*) AS n FROM trips WHERE month = ?", "refused"),
+    (W + "tag = '\ud800'", "refused"),  # a lone surrogate (valid in JSON text) is no crash
+    (W + "tag = '\x00'", "ok"),
+    (
+        "SELECT COUNT(*) AS n FROM trips "
+        + " ".join(f"JOIN drivers d{i} ON trips.driver_id = d{i}.driver_id" for i in range(20)),
+        "refused",
+    ),
     ("SELECT COUNT(*) AS n FROM trips WHERE month = 1; SELECT 1", "refused"),
     ("SELECT COUNT(*) AS n FROM trips WHERE month IN (SELECT month FROM trips)", "refused"),
 ]

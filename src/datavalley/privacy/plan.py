@@ -118,10 +118,16 @@ class QueryPlan:
 
 
 def _parse(sql: str) -> exp.Select:
+    if not isinstance(sql, str):
+        raise InvalidInput("the query must be text", field="sql")
     if len(sql) > MAX_SQL_CHARS:
         raise InvalidInput(
             f"query is {len(sql)} characters; at most {MAX_SQL_CHARS} are accepted", field="sql"
         )
+    try:
+        sql.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput("the query is not valid Unicode text (lone surrogate)", field="sql") from None
     try:
         statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
     except (ParseError, TokenError) as exc:

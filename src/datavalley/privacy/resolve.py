@@ -52,6 +52,8 @@ _WHERE_FUNCTIONS = "ABS, COALESCE, LOWER, UPPER"
 
 #: Most values one IN list may hold.
 MAX_IN_ITEMS = 1000
+#: Most tables (FROM and JOINs) one query may read.
+MAX_TABLES = 16
 #: Logical types compared as dates and times (text literals are parsed into them at compile time).
 TEMPORAL_TYPES = frozenset({"date", "timestamp", "timestamptz", "time"})
 
@@ -161,6 +163,8 @@ class Resolver:
         alias_node = node.args.get("alias")
         if alias_node is not None and alias_node.args.get("columns"):
             raise refuse("column aliases on a table are not allowed", node)
+        if len(self.tables) >= MAX_TABLES:
+            raise InvalidInput(f"a query may read at most {MAX_TABLES} tables (joins included)", field="sql")
         table = self._table_name(node.this.name)
         alias = f"t{len(self.tables)}"
         user = fold(alias_node.name if alias_node is not None else node.this.name)
