@@ -170,7 +170,8 @@ def test_aggregate_release_is_noised_near_the_truth_charged_once_and_the_budget_
     released = outcome.aggregate
     assert [released] == auth.released and released.mechanism == "discrete_laplace(epsilon=10)"
     tolerance = {k: noise.accuracy("laplace", scale, 1e-9) for k, (_, scale, _) in plan.items()}
-    assert abs(released.count - exact.count) <= tolerance["count"] <= 5
+    # the count is the consumer's own (it sent it): released as is, no budget spent on it
+    assert released.count == exact.count and set(plan) == {"fare_cny"}
     assert abs(released.sums["fare_cny"] - exact.sums["fare_cny"]) <= tolerance["fare_cny"]
     contract = deal.consumer.client.get_contract(deal.contract.id)
     assert contract.uses == 1 and contract.budget_spent == pytest.approx(10.0)
@@ -228,17 +229,19 @@ def test_a_refused_reservation_releases_nothing(
     assert logged["outcome"] == "failed" and logged["release"] is None and not logged["charged"]
 
 
-def test_dp_release_alone_noises_count_and_sums_within_the_calibrated_accuracy() -> None:
+def test_dp_release_alone_noises_the_sums_and_spends_nothing_on_the_known_count() -> None:
     exact = ExactAggregate(
         "c_1", "psi_1", 500, {"a": 120_000, "b": -300}, {"a": Bounds(0, 400), "b": Bounds(-5, 2)}
     )
     plan = release_scales(3.0, exact.bounds)
-    assert {k: s for k, (s, _, _) in plan.items()} == {"count": 1, "a": 400, "b": 5}
-    assert sum(cost for _, _, cost in plan.values()) <= 3.0
+    assert {k: s for k, (s, _, _) in plan.items()} == {"a": 400, "b": 5}
+    # the whole ε goes to the two sums (1.5 each), none to the count the consumer already knows
+    assert 3.0 * (1 - 1e-9) <= sum(cost for _, _, cost in plan.values()) <= 3.0
+    assert plan["a"][1] == pytest.approx(400 / 1.5, rel=1e-6)
     out = [dp_release(3.0)(exact) for _ in range(50)]
-    assert len({r.count for r in out}) > 1  # noise is drawn per release
+    assert len({r.sums["a"] for r in out}) > 1  # noise is drawn per release
     for r in out:
-        assert abs(r.count - 500) <= noise.accuracy("laplace", plan["count"][1], 1e-9)
+        assert r.count == 500
         assert abs(r.sums["a"] - 120_000) <= noise.accuracy("laplace", plan["a"][1], 1e-9)
         assert abs(r.sums["b"] + 300) <= noise.accuracy("laplace", plan["b"][1], 1e-9)
 

@@ -156,3 +156,114 @@ def test_query_from_the_cli(
     assert code == 0 and json.loads(out)["cached"] is True
     code, _, err = run(capsys, *args, "query", "run", "SELECT * FROM trips", "--contract", contract.id)
     assert code == 7 and err.strip()  # PolicyViolation: the message says what is not allowed
+
+
+# --- one draw per (contract, query, data version); failures metered; personal keys refused ------------
+
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+from sqlite3 import connect as sqlite_connect  # noqa: E402
+
+from sqlalchemy import select  # noqa: E402
+
+from datavalley.errors import DatavalleyError  # noqa: E402
+from datavalley.identity.model import Principal  # noqa: E402
+from datavalley.market.tables import ContractRow, UseRow  # noqa: E402
+from datavalley.node import query as node_query  # noqa: E402
+
+
+def _uses(world: World, contract_id: str) -> list[tuple[float, float]]:
+    def read(ctx: object) -> list[tuple[float, float]]:
+        rows = ctx.session.execute(  # type: ignore[attr-defined]
+            select(UseRow.privacy_cost, UseRow.privacy_delta).where(UseRow.contract_id == contract_id)
+        )
+        return [(float(a), float(b)) for a, b in rows]
+
+    return world.exchange.read(Principal.system(), read)
+
+
+def test_concurrent_identical_queries_get_one_answer_and_one_charge(
+    world: World, insurer: Party, contract: Contract
+) -> None:
+    sql = "SELECT dest_province, AVG(fare_cny) AS fare, COUNT(*) AS n FROM trips GROUP BY dest_province"
+    clients = [world.client_for(insurer.token) for _ in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda c: c.query(contract.id, sql, epsilon=0.25), clients))
+    assert len({json.dumps(a["rows"]) for a in answers}) == 1  # one draw, whoever asked
+    assert sorted(a["cached"] for a in answers) == [False] + [True] * 7
+    assert sum(a["charged"] for a in answers) == pytest.approx(0.25)
+    c = insurer.client.get_contract(contract.id)
+    assert c.uses == 1 and c.budget_spent == pytest.approx(0.25)
+    assert answers[0]["intervals"].startswith("ci95 covers the added noise only")
+
+
+def test_a_lost_release_is_charged_again_and_delta_is_charged(
+    world: World, insurer: Party, contract: Contract
+) -> None:
+    first = insurer.client.query(contract.id, COUNT_SQL, epsilon=0.25)
+    assert insurer.client.query(contract.id, COUNT_SQL, epsilon=0.25)["cached"] is True
+    with sqlite_connect(world.home / "node" / "releases.db") as db:  # the node's store is lost
+        db.execute("DELETE FROM outcomes")
+    again = insurer.client.query(contract.id, COUNT_SQL, epsilon=0.25)
+    assert again["cached"] is False and again["charged"] == pytest.approx(0.25)
+    assert again["use_id"] != first["use_id"]
+    c = insurer.client.get_contract(contract.id)
+    assert c.uses == 2 and c.budget_spent == pytest.approx(0.5)
+    # δ spent by DP thresholding (keys found in the data) is charged too; public keys spend none
+    thresholded = insurer.client.query(
+        contract.id, "SELECT origin_city, COUNT(*) AS n FROM trips GROUP BY origin_city", epsilon=0.25
+    )
+    assert thresholded["delta"] > 0 and again["delta"] == 0
+    assert sorted(_uses(world, contract.id)) == sorted(
+        [(0.25, 0.0), (0.25, 0.0), (0.25, thresholded["delta"])]
+    )
+
+    def spent(ctx: object) -> float:
+        row = ctx.session.get(ContractRow, contract.id)  # type: ignore[attr-defined]
+        return float(row.delta_spent)
+
+    assert world.exchange.read(Principal.system(), spent) == pytest.approx(thresholded["delta"])
+
+
+def test_a_failure_on_the_data_is_generic_charged_and_repeats_identically(
+    world: World, insurer: Party, contract: Contract, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A size limit the query exceeds only because of the data (more groups than the engine returns).
+    monkeypatch.setattr(node_query, "ENGINE_MAX_GROUPS", 1)
+    sql = "SELECT origin_city, COUNT(*) AS n FROM trips GROUP BY origin_city"
+    with pytest.raises(DatavalleyError) as first:
+        insurer.client.query(contract.id, sql, epsilon=0.25)
+    assert type(first.value) is DatavalleyError and first.value.message == node_query.FAILED_MESSAGE
+    c = insurer.client.get_contract(contract.id)
+    assert c.uses == 1 and c.budget_spent == pytest.approx(0.25)  # charged like an answer
+    with pytest.raises(DatavalleyError) as second:
+        insurer.client.query(contract.id, sql, epsilon=0.25)
+    assert second.value.message == first.value.message
+    assert insurer.client.get_contract(contract.id).uses == 1  # the stored outcome: no second charge
+
+
+def test_side_channels_and_personal_keys_are_refused_through_the_api_before_any_charge(
+    insurer: Party, contract: Contract
+) -> None:
+    attacks = [
+        "SELECT COUNT(*) AS n FROM trips WHERE departed_at > '2026-02-30 00:00:00'",
+        "SELECT COUNT(*) AS n FROM trips WHERE distance_km > 1e308 * 10",
+        "SELECT COUNT(*) AS n FROM trips WHERE " + " OR ".join(f"month = '{i}'" for i in range(300)),
+        "SELECT COUNT(*) AS n FROM trips WHERE " + " + ".join(["fare_cny"] * 400) + " > 0",
+    ]
+    for sql in attacks:
+        with pytest.raises(InvalidInput):
+            insurer.client.query(contract.id, sql, epsilon=0.25)
+    for column in ("driver_name", "driver_phone"):  # classified as personal information at registration
+        with pytest.raises(PolicyViolation, match="personal information"):
+            insurer.client.query(
+                contract.id, f"SELECT {column}, COUNT(*) AS n FROM trips GROUP BY {column}", epsilon=0.25
+            )
+    assert insurer.client.get_contract(contract.id).uses == 0
+    ok = insurer.client.query(
+        contract.id,
+        "SELECT dest_province, COUNT(*) AS n FROM trips WHERE fare_cny * 9223372036854775807 > 1e308 "
+        "AND departed_at > '2026-01-01 00:00:00' GROUP BY dest_province HAVING n / 0 > 1",
+        epsilon=0.25,
+    )
+    assert ok["rows"] == [] and ok["charged"] == pytest.approx(0.25)
+    assert insurer.client.get_contract(contract.id).uses == 1

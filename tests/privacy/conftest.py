@@ -176,3 +176,44 @@ def plain(product: Product) -> Iterator[duckdb.DuckDBPyConnection]:
 
 def close(a: float, b: float, tol: float = 1e-9) -> bool:
     return math.isclose(a, b, rel_tol=tol, abs_tol=tol)
+
+
+#: The unit that tells neighbouring data sets apart: extreme values in every column, so that any
+#: expression that can fail at run time fails on its rows.
+EXTREME_DRIVER = 4242
+
+
+def extreme_rows(start: int) -> list[dict[str, Any]]:
+    base = {
+        "province": "ZZ",
+        "driver_id": EXTREME_DRIVER,
+        "tag": "x" * 300 + "%_\\'",
+    }
+    values = [
+        (9_223_372_036_854_775_807, 1.7e308, -1.7e308, date(1, 1, 1)),
+        (-9_223_372_036_854_775_807, -1.7e308, 5e-324, date(9999, 12, 31)),
+        (2_147_483_648, float("nan"), float("inf"), date(2024, 2, 29)),
+    ]
+    return [
+        {
+            **base,
+            "trip_id": start + i,
+            "month": month,
+            "freight_price": price,
+            "distance": distance,
+            "trip_date": day,
+        }
+        for i, (month, price, distance, day) in enumerate(values)
+    ]
+
+
+@pytest.fixture(scope="session")
+def neighbour(tmp_path_factory: pytest.TempPathFactory, trip_rows: list[dict[str, Any]]) -> Product:
+    """The product plus one more unit (EXTREME_DRIVER) with extreme values: a neighbouring data set."""
+    return write_product(tmp_path_factory.mktemp("neighbour"), trip_rows + extreme_rows(len(trip_rows)))
+
+
+@pytest.fixture(scope="session")
+def neighbour_engine(neighbour: Product) -> Iterator[DuckDBEngine]:
+    with DuckDBEngine(neighbour.sources(), threads=1, memory_limit="256MB", timeout_s=20.0) as eng:
+        yield eng

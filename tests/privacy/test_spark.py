@@ -149,3 +149,43 @@ def test_spark_time_limit_cancels_every_job(spark: SparkSession, tmp_path: Path)
         assert eng.run(ok).rows == ((rules.max_rows_per_unit,),)
     finally:
         eng.close()
+
+
+# --- side channels: Spark follows the same rule as DuckDB ---------------------------------------------
+
+SPARK_ATTACKS = [
+    "SELECT COUNT(*) AS n FROM trips WHERE province = 'ZZ' AND month + 9223372036854775807 > 0 "
+    "AND ABS(-month) * month > 9223372036854775807 AND COALESCE(month, 1.5) > 0",
+    "SELECT COUNT(*) AS n FROM trips WHERE province = 'ZZ' "
+    "AND freight_price = 1.2345678901234567890123456789",
+    "SELECT COUNT(*) AS n FROM trips WHERE province = 'ZZ' "
+    "AND trip_date BETWEEN '0001-01-01' AND '2024-02-29'",
+    "SELECT province, SUM(freight_price) AS s, AVG(distance) AS a FROM trips "
+    "WHERE freight_price * 1e308 > 1e308 GROUP BY province",
+    "SELECT trip_date, COUNT(*) AS n FROM trips WHERE province = 'ZZ' GROUP BY trip_date "
+    "HAVING trip_date > '2024-01-01'",
+]
+
+
+def test_spark_outcomes_are_identical_on_neighbouring_data(
+    spark: SparkSession, product: Product, neighbour: Product
+) -> None:
+    def outcome(engine: SparkEngine, sql: str) -> tuple[Any, ...]:
+        q = compile_query(sql, SCHEMA, unit_rules(), epsilon=1.0)
+        engine.check(q)  # the empty-relation run: data-independent
+        try:
+            exact = engine.run(q)
+        except Exception as exc:  # any failure on the data breaks the rule
+            return ("failed", type(exc).__name__)
+        release(q, exact)
+        return ("ok", q.digest)
+
+    base = SparkEngine(product.sources(), spark=spark, timeout_s=120.0)
+    plus = SparkEngine(neighbour.sources(), spark=spark, timeout_s=120.0)
+    try:
+        for sql in SPARK_ATTACKS:
+            a, b = outcome(base, sql), outcome(plus, sql)
+            assert a == b and a[0] == "ok", (sql, a, b)
+    finally:
+        base.close()
+        plus.close()

@@ -100,7 +100,8 @@ def _accuracy(authoriser: ExchangeAuthoriser, outcome: PsiOutcome) -> dict[str, 
         return {}
     bounds = {c: terms.columns[c] for c in outcome.aggregate.sums if c in terms.columns}
     plan = release_scales(terms.epsilon_per_session, bounds)
-    return {name: noise.accuracy("laplace", scale, ALPHA) for name, (_, scale, _) in plan.items()}
+    accuracy = {name: noise.accuracy("laplace", scale, ALPHA) for name, (_, scale, _) in plan.items()}
+    return {"count": 0, **accuracy}  # the count is exact: the consumer computed it
 
 
 def _result(outcome: PsiOutcome, accuracy: dict[str, int], out: Path | None) -> dict[str, Any]:

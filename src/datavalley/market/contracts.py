@@ -777,6 +777,7 @@ def record_use(
     mode: str | None = None,
     min_group_size: int | None = None,
     node_key: str | None = None,
+    privacy_delta: float = 0.0,
 ) -> Use:
     """Authorise and record one use (the node calls this before releasing any result).
 
@@ -819,6 +820,10 @@ def record_use(
         )
     if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
         raise InvalidInput("quantity must be a positive integer", field="quantity")
+    if isinstance(privacy_delta, bool) or not (
+        isinstance(privacy_delta, int | float) and 0.0 <= privacy_delta < 1.0
+    ):
+        raise InvalidInput("privacy_delta must be a number in [0, 1)", field="privacy_delta")
     if (
         not isinstance(request_digest, str)
         or not request_digest.startswith("sha256:")
@@ -853,6 +858,7 @@ def record_use(
         amount = row.funded - row.refunded
     row.uses += 1
     row.budget_spent += float(privacy_cost)
+    row.delta_spent = (row.delta_spent or 0.0) + float(privacy_delta)
     row.quantity += quantity
     row.updated_at = ctx.now
     use = UseRow(
@@ -861,6 +867,7 @@ def record_use(
         operation=operation,
         quantity=quantity,
         privacy_cost=float(privacy_cost),
+        privacy_delta=float(privacy_delta),
         amount=amount,
         request_digest=request_digest,
         node_key=node_key,
@@ -879,6 +886,7 @@ def record_use(
             "operation": operation,
             "quantity": quantity,
             "privacy_cost": float(privacy_cost),
+            "privacy_delta": float(privacy_delta),
             "amount": amount,
             "request": request_digest,
         },

@@ -70,6 +70,8 @@ class ContractRow(Base):
     valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     uses: Mapped[int] = mapped_column(BigInteger)
     budget_spent: Mapped[float] = mapped_column(Float)
+    # δ spent by DP key thresholding, summed over uses (migration 0005)
+    delta_spent: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     quantity: Mapped[int] = mapped_column(BigInteger)  # metered units so far (rows, MB, queries)
     released: Mapped[int] = mapped_column(BigInteger)  # paid out of escrow to the provider (gross)
     refunded: Mapped[int] = mapped_column(BigInteger)
@@ -90,6 +92,7 @@ class UseRow(Base):
     operation: Mapped[str] = mapped_column(String(32))
     quantity: Mapped[int] = mapped_column(BigInteger)
     privacy_cost: Mapped[float] = mapped_column(Float)
+    privacy_delta: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     amount: Mapped[int] = mapped_column(BigInteger)
     request_digest: Mapped[str] = mapped_column(String(80))
     node_key: Mapped[str | None] = mapped_column(String(200), nullable=True)  # the node's own dedupe key

@@ -339,7 +339,8 @@ class ExchangeAuthoriser:
         Raises :class:`BudgetExhausted` or :class:`PolicyViolation`: then nothing may be released.
         """
         terms = self.terms(exact.contract_id)
-        epsilon = terms.privacy_cost(Mode.AGGREGATE)
+        # With no column to sum, nothing is noised (the count is the consumer's own knowledge): no ε.
+        epsilon = terms.privacy_cost(Mode.AGGREGATE) if exact.sums else 0.0
         digest = session_digest(exact.contract_id, exact.session_id, Mode.AGGREGATE)
         self._use(terms, exact.session_id, Mode.AGGREGATE, digest, epsilon)
         return epsilon
@@ -473,35 +474,36 @@ class RegistryDataSource:
 
 
 def release_scales(epsilon: float, bounds: Mapping[str, Bounds]) -> dict[str, tuple[int, float, float]]:
-    """``{"count" | column: (sensitivity, scale, ε spent)}`` of :func:`dp_release` with ``epsilon``.
+    """``{column: (sensitivity, scale, ε spent)}`` of :func:`dp_release` with ``epsilon``.
 
-    ε is split equally between the count and each sum (basic composition). Adding or removing one ID
-    changes the count by 1 (IDs are de-duplicated) and a sum by at most ``max(|low|, |high|)`` of its
-    clamp bounds.
+    The COUNT is not noised: the consumer computes ``|X ∩ Y|`` itself in the protocol (docs/PSI.md §4)
+    and sends it, so noise on it would spend budget hiding a number the consumer already knows. ε is
+    split equally between the sums (basic composition). Adding or removing one ID changes a sum by at
+    most ``max(|low|, |high|)`` of its clamp bounds.
     """
     if not epsilon > 0:
         raise ValueError(f"epsilon must be positive, got {epsilon}")
-    share = epsilon / (1 + len(bounds))
     out: dict[str, tuple[int, float, float]] = {}
-    for name, sensitivity in [("count", 1)] + [
-        (c, max(abs(b.lower), abs(b.upper), 1)) for c, b in sorted(bounds.items())
-    ]:
+    if not bounds:
+        return out
+    share = epsilon / len(bounds)
+    for name, sensitivity in [(c, max(abs(b.lower), abs(b.upper), 1)) for c, b in sorted(bounds.items())]:
         scale, cost = noise.calibrate("laplace", sensitivity, share)
         out[name] = (sensitivity, scale, cost)
     return out
 
 
 def dp_release(epsilon: float) -> Release:
-    """A release hook adding OpenDP discrete Laplace noise to the count and each sum, spending ``epsilon``.
+    """A release hook adding OpenDP discrete Laplace noise to each sum, spending ``epsilon`` on the sums.
 
-    It does not meter: a node's hook reserves the budget first (:meth:`ExchangeAuthoriser.release`).
+    The count is released as computed: the consumer already knows it exactly (it is the one that sent
+    it). It does not meter: a node's hook reserves the budget first (:meth:`ExchangeAuthoriser.release`).
     """
 
     def release(exact: ExactAggregate) -> ReleasedAggregate:
         plan = release_scales(epsilon, exact.bounds)
-        count = noise.sample("laplace", plan["count"][1], [exact.count])[0]
         sums = {c: noise.sample("laplace", plan[c][1], [v])[0] for c, v in exact.sums.items()}
-        return ReleasedAggregate(count, sums, f"{MECHANISM}(epsilon={epsilon:g})")
+        return ReleasedAggregate(exact.count, sums, f"{MECHANISM}(epsilon={epsilon:g})")
 
     return release
 

@@ -6,26 +6,45 @@ Order of operations (docs/PRIVATE_SQL.md, docs/PROTOCOL.md §8):
 2. the node's copy of each table must be the registered version (its fingerprint equals the resource's
    current fingerprint), else the query is refused — a contract covers registered data only;
 3. the SQL is compiled under the product's privacy rules narrowed by the contract (minimum group size,
-   privacy unit): syntax and grammar errors are raised here, before anything is spent;
-4. a repeat of the same query (same digest) on the same data version returns the cached release at no
-   cost — averaging repeated answers gains nothing;
-5. the exact aggregates are computed in the locked-down engine (they never leave the node);
-6. the use is recorded at the exchange (:func:`datavalley.market.contracts.record_use`): policy check
-   and atomic reservation of the privacy cost — if that is refused, nothing is released;
-7. noise is added, groups are suppressed, the release is cached and returned.
+   privacy unit), grouping by a column classified as personal information is refused, and the compiled
+   query is run once on empty relations of the same schema: every error up to here is independent of the
+   data and nothing is spent;
+4. the outcome of (contract, query digest, data version) is drawn once: the first request claims it in
+   the node's durable release store, concurrent identical requests wait for that one outcome, and a repeat
+   returns it at no cost — averaging repeated answers gains nothing;
+5. the claimant records the use at the exchange (:func:`datavalley.market.contracts.record_use`: policy
+   check and atomic reservation of ε and δ) — if that is refused, nothing is released or stored;
+6. the exact aggregates are computed in the locked-down engine (they never leave the node); any failure
+   on the real data (time, memory or size limit, engine error) becomes one generic error, stays charged
+   and is stored as the outcome, so success, error text and cost do not depend on the data;
+7. noise is added, groups are suppressed, the release is persisted durably and only then returned. If a
+   stored outcome is lost (the store deleted, or the node died before storing it), a repeat is a new
+   draw and is charged as a new query.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
+import secrets
+import socket
 import sqlite3
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from datavalley.errors import Conflict, Forbidden, InvalidInput, NotFound, PolicyViolation
+from datavalley.errors import (
+    Conflict,
+    DatavalleyError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PolicyViolation,
+)
 from datavalley.exchange import Exchange
 from datavalley.identity.model import Principal, Role
 from datavalley.market import contracts
@@ -36,31 +55,117 @@ from datavalley.node.registry import FingerprintCache, NodeRegistry
 from datavalley.privacy import DuckDBEngine, PrivacyRules, ProductSchema, TableSpec, compile_query, release
 from datavalley.rights.registration import get_resource
 
+log = logging.getLogger(__name__)
+
 DEFAULT_EPSILON = 0.5
 MAX_ENGINES = 8
 
 
-class ReleaseCache:
-    """Released answers by (contract, query digest, data version), in ``NODE_HOME/releases.db`` (0600)."""
+#: How long a claim on an outcome may stay pending before another request may take it over (and pay).
+CLAIM_LEASE_S = 300.0
+#: The most rows one answer releases (after noise); the rest are withheld and counted.
+MAX_RELEASED_ROWS = 10_000
+#: The most candidate groups an engine returns before noise. Beyond it the query fails on the data — the
+#: one size limit that depends on the data, so it is far above MAX_RELEASED_ROWS and the failure is
+#: charged like an answer.
+ENGINE_MAX_GROUPS = 1_000_000
+#: The one message of a query that failed on the real data (whatever the cause, so it says nothing). It is
+#: raised as the base :class:`DatavalleyError` (``internal_error``): the query was valid, the node failed.
+FAILED_MESSAGE = (
+    "the query could not be completed on the data (an engine limit was reached); "
+    "the use is charged and a repeat returns this same outcome"
+)
 
-    def __init__(self, path: Path) -> None:
+
+class ReleaseStore:
+    """Outcomes by (contract, query digest, data version) in ``NODE_HOME/node/releases.db`` (0600).
+
+    Each key goes through ``pending`` (claimed by one request, with a random draw ID and a lease) to
+    ``done`` (the released answer, or the generic failure). Writes are committed with ``synchronous=FULL``
+    before the answer is returned. Requests for a pending key wait for it (in this process on a condition,
+    across processes by polling); a claim whose lease ran out, or whose owner process on this host is
+    gone, is taken over with a new draw ID — a new draw, charged as a new query.
+    """
+
+    def __init__(self, path: Path, *, lease_s: float = CLAIM_LEASE_S) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         path.touch(mode=0o600, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self.lease_s = lease_s
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30.0)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS releases (key TEXT PRIMARY KEY, body TEXT NOT NULL)")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS outcomes (key TEXT PRIMARY KEY, state TEXT NOT NULL, "
+            "draw TEXT NOT NULL, owner TEXT NOT NULL, lease_until REAL NOT NULL, body TEXT)"
+        )
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
-    def get(self, key: str) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._db.execute("SELECT body FROM releases WHERE key = ?", (key,)).fetchone()
-        return None if row is None else dict(json.loads(row[0]))
+    def _stale(self, owner: str, lease_until: float) -> bool:
+        if time.time() > lease_until:
+            return True
+        host, _, rest = owner.partition(":")
+        pid = rest.partition(":")[0]
+        if host != socket.gethostname() or not pid.isdigit() or owner == self.owner:
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        return False
 
-    def put(self, key: str, body: dict[str, Any]) -> None:
-        with self._lock:
+    def claim(self, key: str) -> tuple[str, Any]:
+        """``("done", body)`` for a stored outcome, or ``("claimed", draw_id)`` for the caller to produce it.
+
+        Waits while another request holds the claim.
+        """
+        deadline = time.time() + self.lease_s + 5.0
+        with self._changed:
+            while True:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    row = self._db.execute(
+                        "SELECT state, owner, lease_until, body FROM outcomes WHERE key = ?", (key,)
+                    ).fetchone()
+                    if row is not None and row[0] == "done":
+                        self._db.execute("COMMIT")
+                        return "done", json.loads(row[3])
+                    if row is None or self._stale(row[1], row[2]):
+                        draw = secrets.token_hex(16)
+                        self._db.execute(
+                            "INSERT OR REPLACE INTO outcomes (key, state, draw, owner, lease_until, body) "
+                            "VALUES (?, 'pending', ?, ?, ?, NULL)",
+                            (key, draw, self.owner, time.time() + self.lease_s),
+                        )
+                        self._db.execute("COMMIT")
+                        return "claimed", draw
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                if time.time() > deadline:
+                    raise Conflict("this query is still being answered; retry shortly", retry_after=5)
+                self._changed.wait(0.05)
+
+    def finish(self, key: str, draw: str, body: dict[str, Any]) -> None:
+        """Store the outcome of claim ``draw`` durably (committed before this returns)."""
+        with self._changed:
             self._db.execute(
-                "INSERT OR IGNORE INTO releases (key, body) VALUES (?, ?)", (key, json.dumps(body))
+                "UPDATE outcomes SET state = 'done', body = ? WHERE key = ? AND draw = ?",
+                (json.dumps(body), key, draw),
             )
+            self._changed.notify_all()
+
+    def abandon(self, key: str, draw: str) -> None:
+        """Drop claim ``draw`` (nothing was charged or released): a waiting request may claim anew."""
+        with self._changed:
+            self._db.execute(
+                "DELETE FROM outcomes WHERE key = ? AND draw = ? AND state = 'pending'", (key, draw)
+            )
+            self._changed.notify_all()
 
     def close(self) -> None:
         self._db.close()
@@ -83,7 +188,7 @@ class QueryService:
         self.exchange = exchange
         home = home or exchange.settings.home
         self.registry = NodeRegistry(home)
-        self.cache = ReleaseCache(home / "node" / "releases.db")
+        self.store = ReleaseStore(home / "node" / "releases.db")
         self._engines: OrderedDict[tuple[tuple[str, str], ...], DuckDBEngine] = OrderedDict()
         self._lock = threading.Lock()
         self._fingerprints = FingerprintCache()
@@ -93,7 +198,7 @@ class QueryService:
             for engine in self._engines.values():
                 engine.close()
             self._engines.clear()
-        self.cache.close()
+        self.store.close()
 
     def _engine(self, sources: dict[str, str]) -> DuckDBEngine:
         key = tuple(sorted(sources.items()))
@@ -102,7 +207,7 @@ class QueryService:
             if engine is not None:
                 self._engines.move_to_end(key)
                 return engine
-            engine = DuckDBEngine(sources)
+            engine = DuckDBEngine(sources, max_rows=ENGINE_MAX_GROUPS)
             self._engines[key] = engine
             while len(self._engines) > MAX_ENGINES:
                 self._engines.popitem(last=False)[1].close()
@@ -140,6 +245,7 @@ class QueryService:
             raise InvalidInput("epsilon must be in (0, 100]", field="epsilon")
         tables: dict[str, str] = product.terms.get("tables") or {}
         specs, sources, version = [], {}, []
+        personal: dict[str, frozenset[str]] = {}
         for name, rid in sorted(tables.items()):
             res = ex.read(system, get_resource, rid)
             try:
@@ -157,6 +263,11 @@ class QueryService:
                     f"({current[:20]}… ≠ {res.fingerprint[:20]}…): register the change first"
                 )
             specs.append(TableSpec(name, {c: t for c, t in res.schema}))
+            personal[name] = frozenset(
+                str(c.get("column"))
+                for c in (res.pii or {}).get("columns") or []
+                if isinstance(c, dict) and c.get("personal", True)
+            )
             sources[name] = loc.location
             version.append(f"{rid}={res.fingerprint}")
         privacy = product.terms.get("privacy") or {}
@@ -173,42 +284,81 @@ class QueryService:
                 f"product {product.id} has unusable privacy rules: {exc}", field="privacy"
             ) from None
         q = compile_query(sql, ProductSchema.of(*specs), rules, epsilon=epsilon or DEFAULT_EPSILON)
+        for key_col in q.plan.keys:
+            if key_col.column in personal.get(key_col.table, ()):
+                raise PolicyViolation(
+                    f"GROUP BY {key_col.column} is not allowed: the column is classified as personal "
+                    "information, and its values would be released as group keys",
+                    rule="personal_information",
+                    column=key_col.column,
+                )
+        engine = self._engine(sources)
+        engine.check(q)  # on empty relations: data-independent errors, nothing spent
         data_version = hashlib.sha256("\n".join(version).encode()).hexdigest()
         key = f"{contract_id}:{q.digest}:{data_version}"
-        cached = self.cache.get(key)
-        if cached is not None:
-            now = ex.read(principal, contracts.get_contract, contract_id)
-            left = None if terms.privacy_budget is None else terms.privacy_budget - now.budget_spent
-            uses_left = None if terms.max_uses is None else terms.max_uses - now.uses
-            return {**cached, "cached": True, "charged": 0.0, "budget_left": left, "uses_left": uses_left}
-        exact = self._engine(sources).run(q)
+        state, value = self.store.claim(key)
+        if state == "done":
+            return self._repeat(principal, contract_id, terms, value)
+        draw = str(value)
         cost = q.cost.epsilon if q.cost.epsilon is not None else (q.cost.rho or 0.0)
-        use = ex.run(
-            principal,
-            contracts.record_use,
-            contract_id,
-            render=lambda u: {"use": u},
-            operation="dv:aggregateQuery",
-            purpose=purpose,
-            region=region,
-            privacy_cost=float(cost),
-            request_digest=q.digest if q.digest.startswith("sha256:") else "sha256:" + q.digest,
-            min_group_size=rules.min_group_size,
-            node_key=hashlib.sha256(key.encode()).hexdigest(),
-        )
+        try:
+            use = ex.run(
+                principal,
+                contracts.record_use,
+                contract_id,
+                render=lambda u: {"use": u},
+                operation="dv:aggregateQuery",
+                purpose=purpose,
+                region=region,
+                privacy_cost=float(cost),
+                privacy_delta=float(q.cost.delta),
+                request_digest=q.digest if q.digest.startswith("sha256:") else "sha256:" + q.digest,
+                min_group_size=rules.min_group_size,
+                node_key=f"sql:{draw}",
+            )
+        except BaseException:
+            self.store.abandon(key, draw)  # refused: nothing charged, nothing stored
+            raise
         u = use.body["use"]
-        answer = release(q, exact).to_dict()
-        body = {
+        meta = {
             "contract_id": contract_id,
             "use_id": u.id,
             "receipt_index": use.receipts[0]["index"] if use.receipts else None,
-            **answer,
             "mechanism": q.cost.mechanism,
             "epsilon": q.cost.epsilon,
+            "delta": q.cost.delta,
             "min_group_size": rules.min_group_size,
+            # Data-independent: the bounds, not the (data-dependent) number of rows they dropped.
+            "contribution_bounds": {
+                "privacy_unit": rules.privacy_unit,
+                "max_rows_per_unit_and_group": q.rows_per_unit,
+                "groups_per_unit": q.groups_per_unit,
+                "dropped_rows": "rows a unit contributes beyond these bounds are dropped before noise; "
+                "their number depends on the data and is not released",
+            },
             "budget_left": u.budget_left,
             "uses_left": u.uses_left,
             "data_version": data_version,
         }
-        self.cache.put(key, body)
+        try:
+            exact = engine.run(q)
+            answer = release(q, exact, max_rows=MAX_RELEASED_ROWS).to_dict()
+        except Exception:
+            # Charged already; the cause (limit, engine error) stays in the node's logs, never in the
+            # answer: the stored outcome is one generic failure.
+            log.exception("private query %s failed on the data", q.digest)
+            self.store.finish(key, draw, {**meta, "failed": True})
+            raise DatavalleyError(FAILED_MESSAGE, charged=float(cost), use_id=u.id) from None
+        body = {**meta, **answer}
+        self.store.finish(key, draw, body)  # durable before it is released
         return {**body, "cached": False, "charged": float(cost)}
+
+    def _repeat(
+        self, principal: Principal, contract_id: str, terms: Any, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        if body.get("failed"):
+            raise DatavalleyError(FAILED_MESSAGE, charged=0.0, use_id=body.get("use_id"))
+        now = self.exchange.read(principal, contracts.get_contract, contract_id)
+        left = None if terms.privacy_budget is None else terms.privacy_budget - now.budget_spent
+        uses_left = None if terms.max_uses is None else terms.max_uses - now.uses
+        return {**body, "cached": True, "charged": 0.0, "budget_left": left, "uses_left": uses_left}

@@ -159,6 +159,8 @@ class DuckDBEngine:
         self.timeout_s = timeout_s
         self.max_rows = max_rows
         self.views = {table: f"dv_t{i}" for i, table in enumerate(sorted(self.sources))}
+        # The same relations with no rows: every query is tried on them first (see check()).
+        self.empty_views = {table: f"dv_e{i}" for i, table in enumerate(sorted(self.sources))}
         self._unique: dict[tuple[str, tuple[str, ...]], bool] = {}
         self._ranges: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._scratch = tempfile.mkdtemp(prefix="dv-private-sql-")
@@ -204,8 +206,18 @@ class DuckDBEngine:
                     from_=exp.From(this=exp.Table(this=exp.Anonymous(this=reader, expressions=args))),
                 ),
             )
+            empty = exp.Create(
+                this=exp.Table(this=exp.to_identifier(self.empty_views[table], quoted=True)),
+                kind="VIEW",
+                expression=exp.Select(
+                    expressions=[exp.Star()],
+                    from_=exp.From(this=exp.Table(this=exp.to_identifier(self.views[table], quoted=True))),
+                    limit=exp.Limit(expression=exp.Literal.number(0)),
+                ),
+            )
             try:
                 con.execute(view.sql("duckdb"))
+                con.execute(empty.sql("duckdb"))
             except duckdb.Error as exc:
                 raise InvalidInput(
                     f"cannot read the source of table {table!r} as {fmt}", field="sources"
@@ -222,6 +234,30 @@ class DuckDBEngine:
     def tables(self) -> frozenset[str]:
         """The product tables this engine serves."""
         return frozenset(self.sources)
+
+    def check(self, q: CompiledQuery) -> None:
+        """Run ``q`` once on empty relations with the tables' schemas (free of data, so free of charge).
+
+        Binding and type errors then surface here, identical on every data set; a query that passes can
+        only fail on the real data through a limit (time, memory, rows), which the node meters
+        (docs/PRIVATE_SQL.md, "Side channels").
+
+        Raises:
+            InvalidInput: the query cannot run on this product's tables.
+        """
+        missing = sorted(q.tables - self.tables)
+        if missing:
+            raise InvalidInput(f"this engine does not serve table(s) {', '.join(missing)}", field="sql")
+        for table, cols in q.plan.unique_keys:
+            self._require_unique(table, cols)  # public lookup tables only: nothing private is revealed
+        try:
+            self._execute(q.exact_sql("duckdb", self.empty_views), 1)
+        except InvalidInput as exc:
+            raise InvalidInput(
+                "the query cannot run on this product's tables "
+                f"({type(exc.__cause__).__name__ if exc.__cause__ else 'engine error'})",
+                field="sql",
+            ) from exc
 
     def run(self, q: CompiledQuery) -> ExactResult:
         """Compute the exact per-group values of ``q``.

@@ -35,10 +35,16 @@ from datavalley.privacy.resolve import (
 )
 from datavalley.privacy.rules import PrivacyRules, ProductSchema, lookup
 
-__all__ = ["MAX_SQL_CHARS", "QueryPlan", "plan_query", "public_domain"]
+__all__ = ["MAX_DEPTH", "MAX_NODES", "MAX_SQL_CHARS", "QueryPlan", "plan_query", "public_domain"]
 
 #: Longest SQL text accepted; private queries are short, and the parser should not be a DoS target.
 MAX_SQL_CHARS = 20_000
+#: Deepest expression nesting accepted (a chain ``a OR b OR ...`` of n terms is n levels deep); every
+#: later step (resolution, SQL generation, HAVING evaluation) is recursive, so this keeps each far from
+#: Python's recursion limit. Longer disjunctions of equalities fit in one ``IN (...)``.
+MAX_DEPTH = 100
+#: Most syntax nodes a query may have.
+MAX_NODES = 5_000
 
 _SELECT_ARG_NAMES = {
     "with_": "WITH (common table expressions)",
@@ -112,10 +118,16 @@ class QueryPlan:
 
 
 def _parse(sql: str) -> exp.Select:
+    if not isinstance(sql, str):
+        raise InvalidInput("the query must be text", field="sql")
     if len(sql) > MAX_SQL_CHARS:
         raise InvalidInput(
             f"query is {len(sql)} characters; at most {MAX_SQL_CHARS} are accepted", field="sql"
         )
+    try:
+        sql.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput("the query is not valid Unicode text (lone surrogate)", field="sql") from None
     try:
         statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
     except (ParseError, TokenError) as exc:
@@ -123,6 +135,8 @@ def _parse(sql: str) -> exp.Select:
         raise InvalidInput(f"SQL syntax error: {first}", field="sql") from None
     except RecursionError:
         raise InvalidInput("query is nested too deeply", field="sql") from None
+    for statement in statements:
+        _check_size(statement)
     if len(statements) != 1:
         raise refuse(f"exactly one statement is allowed, got {len(statements)} (';' separates statements)")
     stmt = statements[0]
@@ -136,10 +150,34 @@ def _parse(sql: str) -> exp.Select:
     return stmt
 
 
+def _check_size(root: exp.Expr) -> None:
+    """Refuse trees deeper than MAX_DEPTH or larger than MAX_NODES (an iterative walk: no recursion)."""
+    stack: list[tuple[exp.Expr, int]] = [(root, 1)]
+    count = 0
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if depth > MAX_DEPTH:
+            raise InvalidInput(
+                f"query is nested too deeply (more than {MAX_DEPTH} levels; a long OR chain of equalities "
+                "fits in one IN (...))",
+                field="sql",
+            )
+        if count > MAX_NODES:
+            raise InvalidInput(f"query is too large (more than {MAX_NODES} syntax nodes)", field="sql")
+        for value in node.args.values():
+            for child in value if isinstance(value, list) else (value,):
+                if isinstance(child, exp.Expr):
+                    stack.append((child, depth + 1))
+
+
 def _int_literal(node: exp.Expr | None, what: str) -> int:
-    if not (isinstance(node, exp.Literal) and not node.is_string and node.this.isdigit()):
+    text = str(node.this) if isinstance(node, exp.Literal) and not node.is_string else ""
+    if not (text.isascii() and text.isdigit()):
         raise refuse(f"{what} takes a non-negative integer literal", node)
-    return int(node.this)
+    if len(text) > 9:
+        raise InvalidInput(f"{what} {text[:20]} is too large (at most 999999999)", field="sql")
+    return int(text)
 
 
 def plan_query(sql: str, schema: ProductSchema, rules: PrivacyRules, *, dp: bool) -> QueryPlan:

@@ -24,12 +24,19 @@ from datavalley.errors import InvalidInput
 from datavalley.privacy import noise
 from datavalley.privacy.compiler import CompiledQuery, PrivacyCost
 from datavalley.privacy.engine import ExactResult
+from datavalley.privacy.resolve import parse_temporal
 from datavalley.privacy.rewrite import Measure
 
 __all__ = ["CellNoise", "Released", "release"]
 
 #: Two-sided level of the reported intervals.
 CI_ALPHA = 0.05
+
+#: What a released interval covers (said in every JSON release).
+INTERVALS_NOTE = (
+    "ci95 covers the added noise only: the bias of clamping and of contribution bounding "
+    "(rows a unit contributes beyond the bounds are dropped) is not included"
+)
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,7 @@ class Released:
     suppressed_groups: int | None
     cost: PrivacyCost
     threshold: float | None
+    withheld_rows: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form (dates as ISO text, decimals as text, non-finite floats as None)."""
@@ -78,6 +86,8 @@ class Released:
             "suppressed_groups": self.suppressed_groups,
             "cost": self.cost.to_json(),
             "threshold": self.threshold,
+            "withheldRows": self.withheld_rows,
+            "intervals": INTERVALS_NOTE,
         }
 
 
@@ -95,11 +105,14 @@ def _sort_key(values: Sequence[Any]) -> tuple[Any, ...]:
     return tuple((v is None, 0 if v is None else v) for v in values)
 
 
-def release(q: CompiledQuery, exact: ExactResult) -> Released:
+def release(q: CompiledQuery, exact: ExactResult, *, max_rows: int | None = None) -> Released:
     """Noise, suppress and post-process ``exact`` (computed by an engine for ``q``) into a release.
 
     Every call draws fresh noise (OpenDP's samplers, seeded by the OS): cache the result to answer a
     repeated query the same way without spending budget again.
+
+    ``max_rows`` caps the released rows (after noise, suppression, HAVING and LIMIT); the rows beyond it
+    are withheld and counted in ``withheld_rows``.
 
     Raises:
         InvalidInput: ``exact`` was computed for a different query.
@@ -148,6 +161,12 @@ def release(q: CompiledQuery, exact: ExactResult) -> Released:
         out_row, noise_row = cells.row(groups[i], noisy[i])
         rows.append((out_row, noise_row))
     rows = _post_process(q, rows)
+    withheld = 0
+    if max_rows is not None and len(rows) > max_rows:
+        # The size limit applies to the released (post-noise) rows, so hitting it reveals nothing more
+        # than the release itself.
+        withheld = len(rows) - max_rows
+        rows = rows[:max_rows]
     return Released(
         digest=q.digest,
         columns=q.columns,
@@ -156,6 +175,7 @@ def release(q: CompiledQuery, exact: ExactResult) -> Released:
         suppressed_groups=suppressed,
         cost=q.cost,
         threshold=q.threshold,
+        withheld_rows=withheld,
     )
 
 
@@ -264,7 +284,11 @@ def _compare(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool | None
     def run(a: Any, b: Any) -> bool | None:
         if a is None or b is None:
             return None
-        return op(a, b)
+        try:
+            return op(a, b)
+        except TypeError:
+            # The planner only lets equal types meet; unknown is the SQL answer should it ever happen.
+            return None
 
     return run
 
@@ -282,6 +306,11 @@ _COMPARE: dict[type[exp.Expr], Callable[[Any, Any], bool | None]] = {
 def _arith(node: exp.Expr, a: Any, b: Any) -> Any:
     if a is None or b is None:
         return None
+    # Decimal keys meet float literals: compute in float (Decimal + float raises TypeError).
+    a = float(a) if isinstance(a, Decimal) else a
+    b = float(b) if isinstance(b, Decimal) else b
+    if not isinstance(a, int | float) or not isinstance(b, int | float):
+        return None
     if isinstance(node, exp.Add):
         return a + b
     if isinstance(node, exp.Sub):
@@ -289,6 +318,14 @@ def _arith(node: exp.Expr, a: Any, b: Any) -> Any:
     if isinstance(node, exp.Mul):
         return a * b
     return None if b == 0 else a / b
+
+
+_CAST_KINDS = {
+    exp.DataType.Type.DATE: "date",
+    exp.DataType.Type.TIMESTAMP: "timestamp",
+    exp.DataType.Type.TIMESTAMPTZ: "timestamptz",
+    exp.DataType.Type.TIME: "time",
+}
 
 
 def _eval(node: exp.Expr, row: list[Any]) -> Any:
@@ -303,6 +340,9 @@ def _eval(node: exp.Expr, row: list[Any]) -> Any:
         return bool(node.this)
     if isinstance(node, exp.Null):
         return None
+    if isinstance(node, exp.Cast):
+        # A date or time constant typed by the planner (its text was validated at compile time).
+        return parse_temporal(str(node.this.this), _CAST_KINDS[node.to.this])
     if isinstance(node, exp.And):
         a, b = _eval(node.this, row), _eval(node.expression, row)
         if a is False or b is False:
@@ -341,6 +381,9 @@ def _eval(node: exp.Expr, row: list[Any]) -> Any:
     if isinstance(node, exp.Neg):
         a = _eval(node.this, row)
         return None if a is None else -a
+    if isinstance(node, exp.Abs):
+        a = _eval(node.this, row)
+        return None if a is None else abs(a)
     if isinstance(node, exp.Add | exp.Sub | exp.Mul | exp.Div):
         return _arith(node, _eval(node.this, row), _eval(node.expression, row))
     raise InvalidInput(f"cannot evaluate {node.key} in HAVING", field="sql")

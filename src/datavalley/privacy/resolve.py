@@ -10,9 +10,11 @@ HAVING expressions with their value types. Anything outside the grammar is refus
 from __future__ import annotations
 
 import functools
+import math
 import string
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
 from typing import Any, Literal
 
 from sqlglot import exp
@@ -22,6 +24,8 @@ from datavalley.privacy.rules import NUMERIC_TYPES, PrivacyRules, ProductSchema,
 
 __all__ = [
     "AGGREGATE_LIKE",
+    "MAX_IN_ITEMS",
+    "TEMPORAL_TYPES",
     "Agg",
     "AggKind",
     "Col",
@@ -29,9 +33,13 @@ __all__ = [
     "OutputRefs",
     "Resolver",
     "fold",
+    "fold_number",
+    "number_literal",
+    "parse_temporal",
     "refuse",
     "snippet",
     "sql_type",
+    "temporal_literal",
 ]
 
 AggKind = Literal["count", "count_col", "count_distinct", "sum", "avg"]
@@ -41,6 +49,13 @@ _ASCII_FOLD = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 AGGREGATE_LIKE = (exp.AggFunc, exp.Window, exp.Filter, exp.WithinGroup)
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
 _WHERE_FUNCTIONS = "ABS, COALESCE, LOWER, UPPER"
+
+#: Most values one IN list may hold.
+MAX_IN_ITEMS = 1000
+#: Most tables (FROM and JOINs) one query may read.
+MAX_TABLES = 16
+#: Logical types compared as dates and times (text literals are parsed into them at compile time).
+TEMPORAL_TYPES = frozenset({"date", "timestamp", "timestamptz", "time"})
 
 
 def sql_type(name: str) -> exp.DataType:
@@ -71,8 +86,8 @@ def _value_type(logical: str) -> str:
         return "text"
     if logical == "boolean":
         return "bool"
-    if logical in ("date", "timestamp", "timestamptz", "time"):
-        return "temporal"
+    if logical in TEMPORAL_TYPES:
+        return logical
     return "other"
 
 
@@ -148,6 +163,8 @@ class Resolver:
         alias_node = node.args.get("alias")
         if alias_node is not None and alias_node.args.get("columns"):
             raise refuse("column aliases on a table are not allowed", node)
+        if len(self.tables) >= MAX_TABLES:
+            raise InvalidInput(f"a query may read at most {MAX_TABLES} tables (joins included)", field="sql")
         table = self._table_name(node.this.name)
         alias = f"t{len(self.tables)}"
         user = fold(alias_node.name if alias_node is not None else node.this.name)
@@ -344,23 +361,38 @@ class Resolver:
         return out
 
     def expr(self, node: exp.Expr, outputs: OutputRefs | None) -> tuple[exp.Expr, str]:
-        """Check one expression and return (rewritten copy, value type). ``outputs`` set means HAVING."""
+        """Check one expression and return (rewritten copy, value type). ``outputs`` set means HAVING.
+
+        Every value the engine computes is typed here so that no expression can fail at run time
+        (docs/PRIVATE_SQL.md, "Side channels"): numeric literals are validated and become DOUBLE
+        constants, literal-only arithmetic is folded here (overflow, division by zero and non-finite
+        results are refused), numeric columns are compared and computed as DOUBLE (whose arithmetic never
+        raises), and text literals compared with a date or time are parsed here into typed constants.
+        """
         clause = "WHERE" if outputs is None else "HAVING"
         if isinstance(node, exp.Paren):
             # The consumer's parentheses are dropped and every compound operand is parenthesised below:
             # one canonical form (and digest) however the query was bracketed.
             return self.expr(node.this, outputs)
+        folded = fold_number(node)
+        if folded is not None:
+            return number_literal(folded, outputs is None), "num"
         if isinstance(node, exp.Column):
             if outputs is not None:
                 index = outputs.resolve_column(node, self)
                 return _out_ref(index), outputs.type_of(index)
             col = self.plain_column(node, "WHERE")
-            return exp.column(col.column, table=col.alias, quoted=True), _value_type(col.type)
+            ref: exp.Expr = exp.column(col.column, table=col.alias, quoted=True)
+            typ = _value_type(col.type)
+            if typ == "num":
+                # Compared and computed as DOUBLE: a cast to DOUBLE never fails, DOUBLE arithmetic and
+                # comparisons never raise, and no literal can force a narrowing cast of the column.
+                ref = exp.Cast(this=ref, to=sql_type("DOUBLE"))
+            return ref, typ
         if isinstance(node, exp.Literal):
             if node.is_string:
                 return exp.Literal.string(node.this), "text"
-            _number(node)
-            return exp.Literal.number(node.this), "num"
+            raise InvalidInput(f"not a number: {node.this!r}", field="sql")  # fold_number took the rest
         if isinstance(node, exp.Boolean):
             return exp.Boolean(this=bool(node.this)), "bool"
         if isinstance(node, exp.Null):
@@ -379,33 +411,46 @@ class Resolver:
         if isinstance(node, _COMPARISONS):
             a, ta = self.expr(node.this, outputs)
             b, tb = self.expr(node.expression, outputs)
-            _comparable(node, (ta, node.this), (tb, node.expression))
+            (a, ta), (b, tb) = _coerce(node, (a, ta, node.this), (b, tb, node.expression), outputs)
             return type(node)(this=_p(a), expression=_p(b)), "bool"
         if isinstance(node, exp.Is):
-            a, _ = self.expr(node.this, outputs)
+            a, ta = self.expr(node.this, outputs)
             if not isinstance(node.expression, exp.Null | exp.Boolean):
                 raise refuse("IS may only test NULL, TRUE or FALSE", node)
+            if isinstance(node.expression, exp.Boolean):
+                # x IS TRUE casts x to BOOLEAN, which fails on text such as 'abc'.
+                _expect(node, "bool", ta)
             b, _ = self.expr(node.expression, outputs)
             return exp.Is(this=_p(a), expression=b), "bool"
         if isinstance(node, exp.Between):
-            parts = [self.expr(node.args[k], outputs) for k in ("this", "low", "high")]
+            extra = [k for k, v in node.args.items() if v and k not in ("this", "low", "high")]
+            if extra:
+                raise refuse(f"BETWEEN modifiers ({', '.join(sorted(extra))}) are not allowed", node)
             srcs = [node.args[k] for k in ("this", "low", "high")]
-            for (_, t), src in zip(parts[1:], srcs[1:], strict=True):
-                _comparable(node, (parts[0][1], srcs[0]), (t, src))
-            return exp.Between(this=_p(parts[0][0]), low=_p(parts[1][0]), high=_p(parts[2][0])), "bool"
+            (x, tx), (lo, tlo), (hi, thi) = (self.expr(src, outputs) for src in srcs)
+            _, (lo, tlo) = _coerce(node, (x, tx, srcs[0]), (lo, tlo, srcs[1]), outputs)
+            _, (hi, thi) = _coerce(node, (x, tx, srcs[0]), (hi, thi, srcs[2]), outputs)
+            return exp.Between(this=_p(x), low=_p(lo), high=_p(hi)), "bool"
         if isinstance(node, exp.In):
             if node.args.get("query") or node.args.get("unnest") or node.args.get("field"):
                 raise refuse("IN takes a list of literals; subqueries are not allowed", node)
+            if len(node.expressions) > MAX_IN_ITEMS:
+                raise InvalidInput(
+                    f"IN lists at most {MAX_IN_ITEMS} values, got {len(node.expressions)}", field="sql"
+                )
             a, ta = self.expr(node.this, outputs)
             items = []
             for item in node.expressions:
                 if not _is_literal(item):
                     raise refuse("IN takes a list of literals", item)
                 b, tb = self.expr(item, outputs)
-                _comparable(node, (ta, node.this), (tb, item))
+                _, (b, tb) = _coerce(node, (a, ta, node.this), (b, tb, item), outputs)
                 items.append(b)
             return exp.In(this=_p(a), expressions=items), "bool"
         if isinstance(node, exp.Like | exp.ILike):
+            extra = [k for k, v in node.args.items() if v and k not in ("this", "expression")]
+            if extra:
+                raise refuse(f"LIKE modifiers ({', '.join(sorted(extra))}) are not allowed", node)
             a, ta = self.expr(node.this, outputs)
             if not (isinstance(node.expression, exp.Literal) and node.expression.is_string):
                 raise refuse("LIKE takes a string literal pattern", node)
@@ -422,15 +467,15 @@ class Resolver:
             a, ta = self.expr(node.this, outputs)
             b, tb = self.expr(node.expression, outputs)
             _expect(node, "num", ta, tb)
-            return type(node)(this=_p(_as_double(a, outputs)), expression=_p(_as_double(b, outputs))), "num"
+            return type(node)(this=_p(a), expression=_p(b)), "num"
         if isinstance(node, exp.Neg):
             a, ta = self.expr(node.this, outputs)
             _expect(node, "num", ta)
-            return exp.Neg(this=_p(_as_double(a, outputs))), "num"
+            return exp.Neg(this=_p(a)), "num"
         if outputs is None and isinstance(node, exp.Abs):
             a, ta = self.expr(node.this, outputs)
             _expect(node, "num", ta)
-            return exp.Abs(this=_as_double(a, outputs)), "num"
+            return exp.Abs(this=a), "num"
         if outputs is None and isinstance(node, exp.Lower | exp.Upper):
             a, ta = self.expr(node.this, outputs)
             _expect(node, "text", ta)
@@ -441,6 +486,8 @@ class Resolver:
             types = {t for _, t in done if t != "null"}
             if len(types) > 1:
                 raise InvalidInput(f"COALESCE mixes types {sorted(types)} in {snippet(node)}", field="sql")
+            if types & {"other"}:
+                raise InvalidInput(f"COALESCE of {snippet(node)}: unsupported column type", field="sql")
             return exp.Coalesce(this=done[0][0], expressions=[e for e, _ in done[1:]]), (
                 types.pop() if types else "null"
             )
@@ -522,18 +569,128 @@ def _out_ref(index: int) -> exp.Column:
     return exp.column(f"_o{index}", quoted=True)
 
 
-def _as_double(node: exp.Expr, outputs: OutputRefs | None) -> exp.Expr:
-    # Integer arithmetic can overflow, and an overflow error quotes the row's value: compute in DOUBLE.
-    if outputs is None and not isinstance(node, exp.Literal):
-        return exp.Cast(this=node, to=sql_type("DOUBLE"))
-    return node
-
-
-def _number(node: exp.Literal) -> float:
+def _parse_number(text: str) -> float:
     try:
-        return float(node.this)
+        value = float(text)
+    except (ValueError, OverflowError):
+        raise InvalidInput(f"not a number: {text[:40]!r}", field="sql") from None
+    if not math.isfinite(value):
+        raise InvalidInput(
+            f"numeric literal {text[:40]!r} is out of range (numbers are DOUBLE: at most about 1.8e308)",
+            field="sql",
+        )
+    return value
+
+
+def fold_number(node: exp.Expr) -> float | None:
+    """The value of a literal-only numeric expression, folded here; None if it is not one.
+
+    Raises InvalidInput when the literal or the folded arithmetic is not a finite DOUBLE (overflow) or
+    divides by zero: such a query is refused before it reaches an engine, whatever the data.
+    """
+    if isinstance(node, exp.Paren):
+        return fold_number(node.this)
+    if isinstance(node, exp.Literal):
+        return None if node.is_string else _parse_number(str(node.this))
+    if isinstance(node, exp.Neg | exp.Abs):
+        inner = fold_number(node.this)
+        if inner is None:
+            return None
+        return -inner if isinstance(node, exp.Neg) else abs(inner)
+    if isinstance(node, exp.Add | exp.Sub | exp.Mul | exp.Div):
+        a = fold_number(node.this)
+        if a is None:
+            return None
+        b = fold_number(node.expression)
+        if b is None:
+            return None
+        if isinstance(node, exp.Div):
+            if b == 0.0:
+                raise InvalidInput(f"{snippet(node)} divides by zero", field="sql")
+            value = a / b
+        elif isinstance(node, exp.Add):
+            value = a + b
+        elif isinstance(node, exp.Sub):
+            value = a - b
+        else:
+            value = a * b
+        if not math.isfinite(value):
+            raise InvalidInput(f"{snippet(node)} overflows (numbers are DOUBLE)", field="sql")
+        return value
+    return None
+
+
+def number_literal(value: float, where: bool) -> exp.Expr:
+    """A folded numeric constant: a DOUBLE literal in WHERE (engine), a plain number in HAVING (Python)."""
+    lit = exp.Literal.number(repr(float(value)))
+    return exp.Cast(this=lit, to=sql_type("DOUBLE")) if where else lit
+
+
+_TEMPORAL_SQL = {"date": "DATE", "timestamp": "TIMESTAMP", "timestamptz": "TIMESTAMPTZ", "time": "TIME"}
+
+
+def parse_temporal(text: str, kind: str) -> date | datetime | time:
+    """``text`` as a value of temporal type ``kind`` (ISO 8601); InvalidInput for impossible values."""
+    raw = text.strip()
+    try:
+        if kind == "date":
+            if len(raw) != 10:
+                raise ValueError(raw)
+            return date.fromisoformat(raw)
+        if kind == "time":
+            return time.fromisoformat(raw)
+        value = datetime.fromisoformat(raw)
     except ValueError:
-        raise InvalidInput(f"not a number: {node.this!r}", field="sql") from None
+        raise InvalidInput(
+            f"{text[:40]!r} is not a valid {kind} (ISO 8601, e.g. "
+            + {"date": "2024-02-29", "time": "13:45:00"}.get(kind, "2024-02-29 13:45:00")
+            + ")",
+            field="sql",
+        ) from None
+    if kind == "timestamp" and value.tzinfo is not None:
+        raise InvalidInput(f"{text[:40]!r}: a timestamp without time zone takes no offset", field="sql")
+    if kind == "timestamptz" and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+def temporal_literal(value: date | datetime | time, kind: str) -> exp.Cast:
+    """``CAST('<iso>' AS <kind>)`` of a value checked by :func:`parse_temporal` (the cast cannot fail)."""
+    text = value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()
+    return exp.Cast(this=exp.Literal.string(text), to=sql_type(_TEMPORAL_SQL[kind]))
+
+
+def _string_literal(node: exp.Expr) -> exp.Literal | None:
+    while isinstance(node, exp.Paren):
+        node = node.this
+    return node if isinstance(node, exp.Literal) and node.is_string else None
+
+
+_WIDENING = frozenset({"date", "timestamp", "timestamptz"})
+
+
+def _coerce(
+    node: exp.Expr,
+    a: tuple[exp.Expr, str, exp.Expr],
+    b: tuple[exp.Expr, str, exp.Expr],
+    outputs: OutputRefs | None,
+) -> tuple[tuple[exp.Expr, str], tuple[exp.Expr, str]]:
+    """Make two compared operands the same type, or refuse (an engine's implicit cast can fail per row).
+
+    A text literal compared with a date or time becomes a typed constant, checked here; DATE, TIMESTAMP
+    and TIMESTAMPTZ compare with each other in WHERE (widening casts never fail).
+    """
+    (an, ta, _), (bn, tb, _) = a, b
+    if "null" in (ta, tb) or (ta == tb and ta != "other"):
+        return (an, ta), (bn, tb)
+    for (xn, tx), (_, ty, ysrc), flip in (((an, ta), b, False), ((bn, tb), a, True)):
+        literal = _string_literal(ysrc)
+        if tx in TEMPORAL_TYPES and ty == "text" and literal is not None:
+            typed = temporal_literal(parse_temporal(str(literal.this), tx), tx)
+            return ((typed, tx), (xn, tx)) if flip else ((xn, tx), (typed, tx))
+    if outputs is None and ta in _WIDENING and tb in _WIDENING:
+        return (an, ta), (bn, tb)
+    raise InvalidInput(f"{snippet(node)} compares {ta} with {tb}", field="sql")
 
 
 def _is_literal(node: exp.Expr) -> bool:
@@ -546,20 +703,6 @@ def _expect(node: exp.Expr, wanted: str, *types: str) -> None:
     for t in types:
         if t not in (wanted, "null"):
             raise InvalidInput(f"{snippet(node)}: expected {wanted} operands, got {t}", field="sql")
-
-
-def _comparable(node: exp.Expr, a: tuple[str, exp.Expr], b: tuple[str, exp.Expr]) -> None:
-    """Refuse comparisons across types: the engine would cast, and a failing cast quotes a value."""
-    (ta, a_node), (tb, b_node) = a, b
-    if "null" in (ta, tb) or ta == tb:
-        return
-    # A date or timestamp column compares with a string literal (cast by the engine; a bad literal's
-    # error only quotes the consumer's own literal).
-    if ta == "temporal" and tb == "text" and isinstance(b_node, exp.Literal):
-        return
-    if tb == "temporal" and ta == "text" and isinstance(a_node, exp.Literal):
-        return
-    raise InvalidInput(f"{snippet(node)} compares {ta} with {tb}", field="sql")
 
 
 def _conjuncts(node: exp.Expr) -> Iterable[exp.Expr]:

@@ -58,6 +58,7 @@ class SparkEngine:
         self.max_rows = max_rows
         prefix = f"dv_{secrets.token_hex(4)}_"
         self.views = {table: f"{prefix}t{i}" for i, table in enumerate(sorted(self.sources))}
+        self.empty_views = {table: f"{prefix}e{i}" for i, table in enumerate(sorted(self.sources))}
         self._unique: dict[tuple[str, tuple[str, ...]], bool] = {}
         self._ranges: dict[tuple[str, str], tuple[Any, Any]] = {}
         for table, path in self.sources.items():
@@ -70,28 +71,34 @@ class SparkEngine:
             else:
                 frame = reader.json(str(path))
             frame.createOrReplaceTempView(self.views[table])
+            frame.limit(0).createOrReplaceTempView(self.empty_views[table])
 
     @property
     def tables(self) -> frozenset[str]:
         """The product tables this engine serves."""
         return frozenset(self.sources)
 
+    def check(self, q: CompiledQuery) -> None:
+        """Run ``q`` once on empty views with the tables' schemas (see :meth:`DuckDBEngine.check`)."""
+        missing = sorted(q.tables - self.tables)
+        if missing:
+            raise InvalidInput(f"this engine does not serve table(s) {', '.join(missing)}", field="sql")
+        self._require_unique(q)
+        try:
+            self._execute(q.exact_sql("spark", self.empty_views), 1)
+        except InvalidInput as exc:
+            raise InvalidInput(
+                "the query cannot run on this product's tables "
+                f"({type(exc.__cause__).__name__ if exc.__cause__ else 'engine error'})",
+                field="sql",
+            ) from exc
+
     def run(self, q: CompiledQuery) -> ExactResult:
         """Compute the exact per-group values of ``q`` (same contract as :meth:`DuckDBEngine.run`)."""
         missing = sorted(q.tables - self.tables)
         if missing:
             raise InvalidInput(f"this engine does not serve table(s) {', '.join(missing)}", field="sql")
-        for table, cols in q.plan.unique_keys:
-            key = (table, cols)
-            if key not in self._unique:
-                rows = self._execute(duplicate_check(self.views[table], cols).sql("spark"), 1)
-                self._unique[key] = rows[0][0] == 0
-            if not self._unique[key]:
-                raise PolicyViolation(
-                    f"join key {table}.({', '.join(cols)}) is not unique in the data, so with row-level "
-                    "privacy a row could be counted several times; the product must declare a privacy unit",
-                    table=table,
-                )
+        self._require_unique(q)
         start = time.perf_counter()
         unclamped = []
         for table, column, low, high in q.clamps:
@@ -107,6 +114,19 @@ class SparkEngine:
                 limit=self.max_rows,
             )
         return ExactResult(q.digest, self.name, q.exact_columns, tuple(rows), time.perf_counter() - start)
+
+    def _require_unique(self, q: CompiledQuery) -> None:
+        for table, cols in q.plan.unique_keys:
+            key = (table, cols)
+            if key not in self._unique:
+                rows = self._execute(duplicate_check(self.views[table], cols).sql("spark"), 1)
+                self._unique[key] = rows[0][0] == 0
+            if not self._unique[key]:
+                raise PolicyViolation(
+                    f"join key {table}.({', '.join(cols)}) is not unique in the data, so with row-level "
+                    "privacy a row could be counted several times; the product must declare a privacy unit",
+                    table=table,
+                )
 
     def _execute(self, sql: str, limit: int) -> list[tuple[Any, ...]]:
         context = self.spark.sparkContext
@@ -142,5 +162,5 @@ class SparkEngine:
 
     def close(self) -> None:
         """Drop this engine's temporary views."""
-        for view in self.views.values():
+        for view in (*self.views.values(), *self.empty_views.values()):
             self.spark.catalog.dropTempView(view)
