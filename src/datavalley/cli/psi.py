@@ -89,8 +89,39 @@ def serve(
         workers=Workers(workers),
         usage_log=usage_log or home / "node" / "psi-usage.jsonl",
     )
+    from datavalley.node.psi_engine import engine_router
+
+    app = responder_app(responder)
+    _, sf_router = engine_router(
+        responder,
+        client=client,
+        signing_key=load_private_key(key),
+        workdir=(workdir or home / "node" / "psi") / "secretflow",
+        host=host,
+    )
+    app.include_router(sf_router, prefix=PREFIX)  # products whose terms name the SecretFlow engine
     err_console.print(f"PSI node of {me} at http://{host}:{port}{PREFIX} (exchange: {client.base_url})")
-    uvicorn.run(responder_app(responder), host=host, port=port, log_level="info")
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+@psi_app.command("secretflow-setup")
+def secretflow_setup(
+    ctx: typer.Context,
+    env: Path | None = typer.Option(
+        None,
+        "--env",
+        help="Where to create it (default $DATAVALLEY_SECRETFLOW_ENV or ~/.datavalley/secretflow-env).",
+    ),
+    python: str | None = typer.Option(None, "--python", help="Base interpreter (CPython 3.9-3.11)."),
+) -> None:
+    """Install SecretFlow's PSI engine (spu) in its own managed environment, for products that use it."""
+    from datavalley.psi.secretflow.runtime import default_env, setup
+
+    target = env or default_env()
+    err_console.print(f"installing SecretFlow's PSI engine into {target} (pinned, a few minutes) …")
+    interpreter = setup(target, python=python)
+    data = {"env": str(target), "python": str(interpreter)}
+    output(state(ctx), data, kv_table("SecretFlow PSI engine", list(data.items())))
 
 
 def _accuracy(authoriser: ExchangeAuthoriser, outcome: PsiOutcome) -> dict[str, int]:

@@ -59,10 +59,11 @@ def _python_of(env: Path) -> Path:
     return env / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
-def locate() -> Path:
-    """The managed interpreter; :class:`Unavailable` (with the fix) when there is none."""
-    explicit = os.environ.get("DATAVALLEY_SECRETFLOW_PYTHON")
-    python = Path(explicit) if explicit else _python_of(default_env())
+def locate(python: Path | None = None) -> Path:
+    """The managed interpreter (``python`` if given); :class:`Unavailable` (with the fix) if there is none."""
+    if python is None:
+        explicit = os.environ.get("DATAVALLEY_SECRETFLOW_PYTHON")
+        python = Path(explicit) if explicit else _python_of(default_env())
     if not python.exists():
         raise Unavailable(
             f"the SecretFlow PSI backend is not installed (no interpreter at {python}): run "
@@ -189,7 +190,7 @@ class RunningParty:
 
 def start_party(job: PartyJob, python: Path | None = None) -> RunningParty:
     """Start ``job`` in the managed environment; its temporary files stay inside ``job.workdir``."""
-    python = python or locate()
+    python = locate(python)
     job.workdir.mkdir(parents=True, exist_ok=True)
     tmp = job.workdir / "tmp"
     tmp.mkdir(exist_ok=True)

@@ -38,7 +38,7 @@ from typing import Any
 from datavalley.errors import DatavalleyError, Forbidden, InvalidInput, PolicyViolation
 from datavalley.psi.model import Grant, Mode, PsiAuthoriser, PsiDataset, PsiDataSource, PsiOutcome, PsiUsage
 from datavalley.psi.normalise import IdKind, InvalidId, NormalisationReport, normalise
-from datavalley.psi.secretflow.runtime import PartyJob, PartyReport, remove, start_party
+from datavalley.psi.secretflow.runtime import PartyJob, PartyReport, locate, remove, start_party
 from datavalley.psi.secretflow.tls import check_peer_certificate, session_certificate
 from datavalley.psi.suites import EngineProtocol
 
@@ -275,6 +275,7 @@ class SecretFlowResponder:
 
     def open(self, peer: str, body: bytes) -> dict[str, Any]:
         """Handle an open request from ``peer``: check everything, start the sender, answer."""
+        locate(self.python)  # fail fast (503, with the fix) on a node without the engine
         request = OpenEngineRequest.parse(body)
         _only_intersection(request.mode, request.contract_id)
         allowed = self.protocol_of(request.contract_id)
