@@ -136,3 +136,93 @@ def test_engine_terms_are_checked_when_the_product_is_created(
     with pytest.raises(InvalidInput) as err:
         list_psi_product(world, logistics, "r_unused", terms)
     assert err.value.details["field"] == field
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "secretflow_party.py"
+
+
+def test_a_party_running_plain_secretflow_joins_a_contract_with_the_example_script(
+    world: World,
+    make_deal: Callable[..., Deal],
+    node_registry: Any,
+    engine: Path,
+    tmp_path: Path,
+) -> None:
+    """The consumer runs only spu (examples/secretflow_party.py); the provider's datavalley node checks
+    the contract, reads the registered data and records the use; the consumer learns the intersection."""
+    import secrets
+    import subprocess
+    import threading
+
+    from datavalley.node.psi_engine import run_interop_party
+    from datavalley.psi.secretflow.session import _free_port
+    from datavalley.psi.secretflow.tls import session_certificate
+
+    deal = make_deal(SF_TERMS)
+    node_tls = session_certificate("node", "interop", tmp_path / "node-tls")
+    bank_tls = session_certificate("bank", "interop", tmp_path / "bank-tls")
+    session = secrets.token_hex(16)
+    node_link, bank_link = (f"127.0.0.1:{_free_port('127.0.0.1')}" for _ in range(2))
+    ids = tmp_path / "bank-ids.txt"
+    ids.write_text("".join(f"{p}\n" for p in sorted(deal.consumer_phones)), encoding="utf-8")
+    out = tmp_path / "matches.txt"
+    bank = subprocess.Popen(
+        [
+            str(engine),
+            "-I",
+            str(EXAMPLE),
+            "--role",
+            "receiver",
+            "--session",
+            session,
+            "--protocol",
+            "RR22",
+            "--self",
+            bank_link,
+            "--peer",
+            node_link,
+            "--ids",
+            str(ids),
+            "--cert",
+            str(bank_tls.cert_path),
+            "--key",
+            str(bank_tls.key_path),
+            "--peer-cert",
+            str(node_tls.cert_path),
+            "--out",
+            str(out),
+            "--timeout",
+            "60",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    results: list[Any] = []
+    node = threading.Thread(
+        target=lambda: results.append(
+            run_interop_party(
+                deal.provider.client,
+                deal.provider.participant_id,
+                deal.contract.id,
+                session_id=session,
+                own_link=node_link,
+                peer_link=bank_link,
+                tls=(node_tls.cert_path, node_tls.key_path, bank_tls.cert_path),
+                workdir=tmp_path / "provider-node" / "psi",
+                registry=node_registry,
+                timeout=60,
+            )
+        )
+    )
+    node.start()
+    _, err = bank.communicate(timeout=120)
+    node.join(120)
+    (tmp_path / "bank.err").write_bytes(err)  # kept for the failure report
+    assert bank.returncode == 0, err.decode()[-2000:]
+    assert set(out.read_text("utf-8").split()) == deal.truth
+    [usage] = results
+    assert usage.outcome == "completed" and usage.role == "responder"
+    contract = deal.consumer.client.get_contract(deal.contract.id)
+    assert contract.uses == 1
+    assert [kind for kind, _ in use_entries(world, deal.contract.id)] == ["contract.used"]
+    assert not any((tmp_path / "provider-node" / "psi").glob("sf-*"))

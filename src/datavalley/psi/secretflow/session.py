@@ -199,7 +199,7 @@ def _only_intersection(mode: Mode, contract_id: str) -> None:
         )
 
 
-def _usage(
+def engine_usage(
     *,
     session_id: str,
     contract_id: str,
@@ -326,7 +326,7 @@ class SecretFlowResponder:
                 outcome, error = "failed", exc
             finally:
                 remove(directory)
-            usage = _usage(
+            usage = engine_usage(
                 session_id=session_id,
                 contract_id=request.contract_id,
                 local=self.participant,
@@ -440,7 +440,7 @@ def run_engine_psi(
         )
 
         def usage(outcome: str, result: int | None) -> PsiUsage:
-            return _usage(
+            return engine_usage(
                 session_id=session_id,
                 contract_id=contract_id,
                 local=local,
@@ -459,7 +459,7 @@ def run_engine_psi(
         try:
             party: PartyReport = start_party(job, engine.python).wait()
             result = workdir / f"{session_id}-intersection.tsv"
-            count = _read_matches(directory / "output.csv", result)
+            count = read_matches(directory / "output.csv", result)
         except BaseException:
             with contextlib.suppress(DatavalleyError):
                 authoriser.record(usage("failed", None))
@@ -476,7 +476,7 @@ def run_engine_psi(
         remove(directory)
 
 
-def _read_matches(output: Path, result: Path) -> int:
+def read_matches(output: Path, result: Path) -> int:
     """The engine's output CSV (key,row,id) as our intersection file, rows in input order.
 
     The engine writes the receiver's matching rows in input order; the rare other case is sorted here.
