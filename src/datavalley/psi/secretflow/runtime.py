@@ -83,7 +83,8 @@ def setup(env: Path | None = None, *, python: str | None = None, quiet: bool = T
     target = _python_of(env)
     if not target.exists():
         subprocess.run([base, "-m", "venv", str(env)], check=True)
-    cmd = [str(target), "-m", "pip", "install", "--disable-pip-version-check", "-r", str(REQUIREMENTS)]
+    cmd = [str(target), "-m", "pip", "install", "--disable-pip-version-check", "--require-hashes"]
+    cmd += ["--only-binary", ":all:", "-r", str(REQUIREMENTS)]
     if quiet:
         cmd.append("-q")
     subprocess.run(cmd, check=True)
