@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import socket
 import subprocess
@@ -172,17 +171,21 @@ def run_datavalley(
         ]
         if engine:
             cmd += ["--engine", engine]
+        out.unlink(missing_ok=True)
         started = time.perf_counter()
+        initiator = subprocess.Popen(cmd)
+        peak = {"responder": 0, "initiator": 0}
         with ThreadPoolExecutor(1) as ex:
-            peak = [0]
 
-            def watch() -> None:  # the responder tree's peak RSS, sampled while the session runs
-                while not out.exists():
-                    peak[0] = max(peak[0], _tree_hwm_kib(server.pid))
-                    time.sleep(0.5)
+            def watch() -> None:  # each side's process tree's peak RSS, sampled while the session runs
+                while initiator.poll() is None:
+                    peak["responder"] = max(peak["responder"], _tree_hwm_kib(server.pid))
+                    peak["initiator"] = max(peak["initiator"], _tree_hwm_kib(initiator.pid))
+                    time.sleep(0.25)
 
             watcher = ex.submit(watch)
-            subprocess.run(cmd, check=True)
+            if initiator.wait() != 0:
+                raise SystemExit(f"the initiator failed with status {initiator.returncode}")
             wall = time.perf_counter() - started
             watcher.result()
         result = json.loads(out.read_text())
@@ -195,8 +198,8 @@ def run_datavalley(
         "cardinality": result["cardinality"],
         "initiator_bytes_sent": usage["bytes_sent"],
         "initiator_bytes_received": usage["bytes_received"],
-        "responder_peak_rss_mib": peak[0] / 1024,
-        "initiator_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "responder_peak_rss_mib": peak["responder"] / 1024,
+        "initiator_peak_rss_mib": peak["initiator"] / 1024,
     }
 
 
