@@ -23,6 +23,7 @@ import argparse
 import csv
 import hashlib
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -106,4 +107,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Leave without running the engine's static destructors: its network threads can still be winding
+    # down after stop_link(), and tearing the library down under them crashes the process now and then.
+    os._exit(code)
