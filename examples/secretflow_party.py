@@ -91,7 +91,6 @@ def main(argv: list[str] | None = None) -> int:
         ),
         lctx,
     )
-    lctx.stop_link()
     summary = {"role": args.role, "set_size": len(seen), "intersection": None}
     if receiver:
         with result.open(encoding="utf-8", newline="") as fh:
@@ -103,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in (source, result):
         path.unlink(missing_ok=True)
     print(json.dumps(summary), file=sys.stderr)
+    lctx.barrier()  # neither party leaves before the other has finished its run
     return 0
 
 
@@ -110,6 +110,6 @@ if __name__ == "__main__":
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()
-    # Leave without running the engine's static destructors: its network threads can still be winding
-    # down after stop_link(), and tearing the library down under them crashes the process now and then.
+    # Leave without tearing the link down or running the engine's static destructors: both race the
+    # engine's TLS network threads, which crashes the process now and then after a complete run.
     os._exit(code)

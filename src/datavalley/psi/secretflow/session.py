@@ -24,6 +24,7 @@ import contextlib
 import csv
 import hashlib
 import json
+import logging
 import secrets
 import shutil
 import socket
@@ -52,6 +53,8 @@ __all__ = [
     "session_digest",
     "write_engine_input",
 ]
+
+log = logging.getLogger(__name__)
 
 VERSION = "dv-sf/1"
 KEY = "key"
@@ -324,6 +327,7 @@ class SecretFlowResponder:
                 running.wait()
             except DatavalleyError as exc:
                 outcome, error = "failed", exc
+                log.warning("SecretFlow PSI session %s failed: %s", session_id, exc)
             finally:
                 remove(directory)
             usage = engine_usage(

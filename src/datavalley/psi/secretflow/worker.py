@@ -46,6 +46,16 @@ def _check(cfg: Any) -> dict[str, Any]:
     return cfg
 
 
+def _write(report: object, result: dict[str, Any]) -> None:
+    text = json.dumps(result)
+    if isinstance(report, str) and report:
+        with open(report + ".part", "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(report + ".part", report)
+    else:
+        print(text, flush=True)
+
+
 def run(cfg: dict[str, Any]) -> dict[str, Any]:
     import spu.libspu.link as link  # imported here so --help and config errors need no spu
     import spu.psi as psi
@@ -93,14 +103,22 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
         )
         started = time.monotonic()
         report = psi.psi_execute(config, lctx)
-        return {
+        result = {
             "ok": True,
             "intersection_count": int(report.intersection_count),
             "original_count": int(report.original_count),
             "seconds": time.monotonic() - started,
         }
-    finally:
+        # The run is complete: report it before the link is torn down (the engine's TLS teardown can
+        # crash the process now and then; what the run produced stands either way).
+        _write(cfg["report"], result)
+        # Neither party leaves before the other has finished its run: a receiver that leaves early can
+        # make the sender's last read fail although the run completed.
+        lctx.barrier()
+        return result
+    except BaseException:
         lctx.stop_link()
+        raise
 
 
 def main() -> int:
@@ -108,22 +126,17 @@ def main() -> int:
     try:
         raw = json.loads(sys.stdin.read())
         report = raw.get("report") if isinstance(raw, dict) else None
-        result = run(_check(raw))
+        run(_check(raw))  # writes its report as soon as the run is complete
+        return 0
     except Exception as exc:  # the parent reads the report, whatever happened
-        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-    text = json.dumps(result)
-    if isinstance(report, str) and report:
-        with open(report, "w", encoding="utf-8") as fh:
-            fh.write(text)
-    else:
-        print(text, flush=True)
-    return 0 if result.get("ok") else 1
+        _write(report, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+        return 1
 
 
 if __name__ == "__main__":
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()
-    # The report is written: leave without running the engine's static destructors, which can race its
-    # network threads still winding down after stop_link() and crash the process at exit.
+    # The report is written and both parties passed the barrier: leave without tearing the link down or
+    # running the engine's static destructors, which race its network threads and can crash at exit.
     os._exit(code)
