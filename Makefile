@@ -37,8 +37,14 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy src
 
-pytest: $(VENV)/.installed-dev
-	$(BIN)/pytest
+# SecretFlow's PSI engine cannot share the main environment (numpy < 2): it gets its own (docs/PSI.md §9).
+SF_ENV ?= .venv-secretflow
+$(SF_ENV)/.installed: src/datavalley/psi/secretflow/requirements.txt | $(VENV)/.installed
+	$(BIN)/datavalley psi secretflow-setup --env $(SF_ENV)
+	touch $@
+
+pytest: $(VENV)/.installed-dev $(SF_ENV)/.installed
+	DATAVALLEY_SECRETFLOW_ENV=$(abspath $(SF_ENV)) $(BIN)/pytest
 
 test: lint typecheck pytest
 
@@ -52,4 +58,4 @@ lock: | $(BIN)/python
 	$(BIN)/uv pip compile pyproject.toml --extra demo $(LOCK_FLAGS) -c $(LOCK) -o $(DEMO_LOCK)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SF_ENV) .pytest_cache .mypy_cache .ruff_cache

@@ -7,13 +7,18 @@ On the same generated sets of Chinese resident ID numbers (n per side, half of t
 (b) the limit: the suite's single-core hash-to-group and scalar-multiplication times measured in this
     run × the operations the protocol needs (per element of either set: one hash, two multiplications)
     ÷ cores;
-(c) openmined-psi 2.0 on the same sets (one process, as its Python API runs: client and server in turn).
+(c) openmined-psi 2.0 on the same sets (one process, as its Python API runs: client and server in turn);
+(d) SecretFlow's engine (``spu``, in its managed environment, docs/PSI.md section 9) per protocol, twice:
+    standalone (two engine processes on CSV files, as a SecretFlow user runs it) and governed by
+    datavalley (the same two nodes as (a), the same sets, sessions run by the engine); the ratio is
+    datavalley's governance overhead (normalisation, signed control messages, TLS, files, metering).
 
 It prints datavalley/limit and openmined/datavalley, bytes per element, and ends with ONE JSON line.
 
     python bench/psi.py                 # 1,000,000 × 1,000,000
     python bench/psi.py --quick         # 100,000 × 100,000, under a minute
     python bench/psi.py --scale 10M     # 10M × 10M: wall time and peak RSS (openmined skipped)
+    python bench/psi.py --scale 10M --secretflow RR22 --secretflow-only   # 10M × 10M on RR22 only
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import argparse
 import json
 import os
 import platform
-import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -80,13 +85,19 @@ def _tree_hwm_kib(pid: int) -> int:
 
 
 def run_datavalley(
-    tmp: Path, ids_a: Path, ids_b: Path, suite: Suite, mode: str, workers: int
+    tmp: Path, ids_a: Path, ids_b: Path, suite: Suite, mode: str, workers: int, engine: str | None = None
 ) -> dict[str, float]:
     keys = {p: Ed25519PrivateKey.generate() for p in ("p_a", "p_b")}
     for p, k in keys.items():
         write_private_key(tmp / f"{p}.pem", k, overwrite=True)
     grant = {"contract_id": "c_bench", "mode": mode, "receiver": "p_a", "dataset": "ids"}
-    common = {"grants": [grant], "release": "datavalley.psi.standalone:no_release", "workers": workers}
+    common: dict[str, object] = {
+        "grants": [grant],
+        "release": "datavalley.psi.standalone:no_release",
+        "workers": workers,
+    }
+    if engine:
+        common["engines"] = {"c_bench": engine}
     cfg = {
         "p_a": {
             **common,
@@ -158,17 +169,23 @@ def run_datavalley(
             "--out",
             str(out),
         ]
+        if engine:
+            cmd += ["--engine", engine]
+        out.unlink(missing_ok=True)
         started = time.perf_counter()
+        initiator = subprocess.Popen(cmd)
+        peak = {"responder": 0, "initiator": 0}
         with ThreadPoolExecutor(1) as ex:
-            peak = [0]
 
-            def watch() -> None:  # the responder tree's peak RSS, sampled while the session runs
-                while not out.exists():
-                    peak[0] = max(peak[0], _tree_hwm_kib(server.pid))
-                    time.sleep(0.5)
+            def watch() -> None:  # each side's process tree's peak RSS, sampled while the session runs
+                while initiator.poll() is None:
+                    peak["responder"] = max(peak["responder"], _tree_hwm_kib(server.pid))
+                    peak["initiator"] = max(peak["initiator"], _tree_hwm_kib(initiator.pid))
+                    time.sleep(0.25)
 
             watcher = ex.submit(watch)
-            subprocess.run(cmd, check=True)
+            if initiator.wait() != 0:
+                raise SystemExit(f"the initiator failed with status {initiator.returncode}")
             wall = time.perf_counter() - started
             watcher.result()
         result = json.loads(out.read_text())
@@ -181,9 +198,43 @@ def run_datavalley(
         "cardinality": result["cardinality"],
         "initiator_bytes_sent": usage["bytes_sent"],
         "initiator_bytes_received": usage["bytes_received"],
-        "responder_peak_rss_mib": peak[0] / 1024,
-        "initiator_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "responder_peak_rss_mib": peak["responder"] / 1024,
+        "initiator_peak_rss_mib": peak["initiator"] / 1024,
     }
+
+
+def run_secretflow_standalone(tmp: Path, ids_a: Path, ids_b: Path, protocol: str) -> dict[str, float]:
+    """SecretFlow's engine alone: two engine processes on CSV files of the raw IDs (no datavalley)."""
+    from datavalley.psi.secretflow.runtime import PartyJob, start_party
+    from datavalley.psi.secretflow.session import _free_port
+
+    inputs = []
+    for name, ids in (("a", ids_a), ("b", ids_b)):
+        path = tmp / f"sf-{name}.csv"
+        with ids.open() as src, path.open("w") as dst:
+            dst.write("id\n")
+            shutil.copyfileobj(src, dst)
+        inputs.append(path)
+    parties = (f"127.0.0.1:{_free_port('127.0.0.1')}", f"127.0.0.1:{_free_port('127.0.0.1')}")
+    jobs = [
+        PartyJob(
+            link_id=f"bench{protocol}",
+            rank=rank,
+            parties=parties,
+            protocol=protocol,
+            input=inputs[rank],
+            key="id",
+            output=tmp / f"sf-out-{rank}.csv",
+            workdir=tmp / f"sf-work-{rank}",
+            timeout_s=3600,
+        )
+        for rank in (0, 1)
+    ]
+    started = time.perf_counter()
+    running = [start_party(job) for job in jobs]
+    reports = [party.wait() for party in running]
+    wall = time.perf_counter() - started
+    return {"seconds": wall, "cardinality": float(reports[0].intersection_count or 0)}
 
 
 def op_times(suite: Suite, ids_path: Path, n: int = 20000) -> tuple[float, float]:
@@ -249,7 +300,24 @@ def main() -> int:
     parser.add_argument("--suite", choices=[s.value for s in Suite], default=Suite.X25519.value)
     parser.add_argument("--mode", choices=["cardinality", "intersection"], default="intersection")
     parser.add_argument("--skip-openmined", action="store_true")
+    parser.add_argument(
+        "--secretflow",
+        default=None,
+        help="SecretFlow protocols to run, comma-separated (default RR22,ECDH when the engine is installed)",
+    )
+    parser.add_argument("--secretflow-only", action="store_true", help="skip our libsodium backend")
     args = parser.parse_args()
+    if args.secretflow is None:
+        from datavalley.errors import Unavailable
+        from datavalley.psi.secretflow import locate
+
+        try:
+            locate()
+            args.secretflow = "RR22,ECDH"
+        except Unavailable:
+            print("SecretFlow's engine is not installed (datavalley psi secretflow-setup): skipping it")
+            args.secretflow = ""
+    protocols = [p for p in args.secretflow.split(",") if p]
     n = args.n or (10_000_000 if args.scale else 100_000 if args.quick else 1_000_000)
     suite = Suite(args.suite)
     cores = os.cpu_count() or 1
@@ -282,8 +350,33 @@ def main() -> int:
                 f"{load:.1f}: other processes); the limit on the free cores is {limit_effective:.1f} s"
             )
 
-        dv = run_datavalley(tmp, ids_a, ids_b, suite, args.mode, cores)
         expected = n - n // 2
+        sf: dict[str, dict[str, float]] = {}
+        for protocol in protocols:
+            alone = run_secretflow_standalone(tmp, ids_a, ids_b, protocol)
+            governed = run_datavalley(tmp, ids_a, ids_b, suite, "intersection", cores, engine=protocol)
+            assert alone["cardinality"] == governed["cardinality"] == expected, (alone, governed, expected)
+            sf[protocol] = {
+                "standalone_s": round(alone["seconds"], 2),
+                "datavalley_s": round(governed["seconds"], 2),
+                "overhead": round(governed["seconds"] / alone["seconds"], 3),
+                "initiator_peak_rss_mib": round(governed["initiator_peak_rss_mib"]),
+                "responder_peak_rss_mib": round(governed["responder_peak_rss_mib"]),
+            }
+            print(
+                f"SecretFlow {protocol}: standalone {alone['seconds']:.1f} s, governed by datavalley "
+                f"{governed['seconds']:.1f} s (overhead {governed['seconds'] / alone['seconds']:.2f}×), "
+                f"peak RSS initiator {governed['initiator_peak_rss_mib']:.0f} MiB, responder tree "
+                f"{governed['responder_peak_rss_mib']:.0f} MiB"
+            )
+        if args.secretflow_only:
+            print(
+                json.dumps(
+                    {"bench": "psi", "date": time.strftime("%Y-%m-%d"), "n_per_side": n, "secretflow": sf}
+                )
+            )
+            return 0
+        dv = run_datavalley(tmp, ids_a, ids_b, suite, args.mode, cores)
         assert dv["cardinality"] == expected, (dv["cardinality"], expected)
         print(
             f"datavalley ({args.mode}, {suite}): {dv['seconds']:.1f} s end to end, "
@@ -329,6 +422,8 @@ def main() -> int:
         "pool_speedup_threads": round(scaling_t, 2),
         "initiator_peak_rss_mib": round(dv["initiator_peak_rss_mib"]),
         "responder_peak_rss_mib": round(dv["responder_peak_rss_mib"]),
+        "secretflow": sf,
+        "secretflow_over_datavalley": {p: round(dv["seconds"] / f["datavalley_s"], 2) for p, f in sf.items()},
     }
     print(json.dumps(figures))
     return 0

@@ -89,8 +89,91 @@ def serve(
         workers=Workers(workers),
         usage_log=usage_log or home / "node" / "psi-usage.jsonl",
     )
+    from datavalley.node.psi_engine import engine_router
+
+    app = responder_app(responder)
+    _, sf_router = engine_router(
+        responder,
+        client=client,
+        signing_key=load_private_key(key),
+        workdir=(workdir or home / "node" / "psi") / "secretflow",
+        host=host,
+    )
+    app.include_router(sf_router, prefix=PREFIX)  # products whose terms name the SecretFlow engine
     err_console.print(f"PSI node of {me} at http://{host}:{port}{PREFIX} (exchange: {client.base_url})")
-    uvicorn.run(responder_app(responder), host=host, port=port, log_level="info")
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+@psi_app.command("interop")
+def interop(
+    ctx: typer.Context,
+    contract: str = typer.Option(..., "--contract", help="The contract the session runs under."),
+    session: str = typer.Option(..., "--session", help="Session ID agreed with the peer (32 hex digits)."),
+    own_link: str = typer.Option(..., "--self", help="host:port this node's engine listens on."),
+    peer_link: str = typer.Option(..., "--peer", help="host:port of the peer's SecretFlow engine."),
+    tls_cert: Path = typer.Option(..., "--cert", exists=True, dir_okay=False, help="This node's TLS cert."),
+    tls_key: Path = typer.Option(..., "--tls-key", exists=True, dir_okay=False, help="Its private key."),
+    peer_cert: Path = typer.Option(..., "--peer-cert", exists=True, dir_okay=False, help="The peer's cert."),
+    ids: Path | None = typer.Option(None, "--ids", exists=True, dir_okay=False, help="Consumer: its IDs."),
+    id_column: str | None = typer.Option(None, "--id-column", help="The ID column when --ids is a CSV file."),
+    out: Path | None = typer.Option(None, "--out", help="Consumer: where to write the matches."),
+    workdir: Path | None = typer.Option(None, help="Working files (default HOME/node/psi)."),
+    server: str | None = _SERVER,
+    token: str | None = _TOKEN,
+) -> None:
+    """Run a session with a party that runs plain SecretFlow (examples/secretflow_party.py)."""
+    from datavalley.node.psi_engine import run_interop_party
+
+    st, client = _connect(ctx, server, token)
+    home = _home(st)
+    result = run_interop_party(
+        client,
+        _me(client),
+        contract,
+        session_id=session,
+        own_link=own_link,
+        peer_link=peer_link,
+        tls=(tls_cert.resolve(), tls_key.resolve(), peer_cert.resolve()),
+        workdir=workdir or home / "node" / "psi",
+        registry=NodeRegistry(home),
+        ids=ids,
+        id_column=id_column,
+        usage_log=home / "node" / "psi-usage.jsonl",
+    )
+    if isinstance(result, PsiOutcome):
+        matches = result.intersection_file
+        if matches is not None and out is not None:
+            shutil.move(matches, out)
+            matches = out
+        data = _result(result, {}, matches)
+    else:
+        data = {
+            "session_id": result.session_id,
+            "role": "sender",
+            "outcome": result.outcome,
+            **result.to_dict(),
+        }
+    output(st, data, kv_table("PSI with a SecretFlow party", [(k, v) for k, v in data.items()]))
+
+
+@psi_app.command("secretflow-setup")
+def secretflow_setup(
+    ctx: typer.Context,
+    env: Path | None = typer.Option(
+        None,
+        "--env",
+        help="Where to create it (default $DATAVALLEY_SECRETFLOW_ENV or ~/.datavalley/secretflow-env).",
+    ),
+    python: str | None = typer.Option(None, "--python", help="Base interpreter (CPython 3.9-3.11)."),
+) -> None:
+    """Install SecretFlow's PSI engine (spu) in its own managed environment, for products that use it."""
+    from datavalley.psi.secretflow.runtime import default_env, setup
+
+    target = env or default_env()
+    err_console.print(f"installing SecretFlow's PSI engine into {target} (pinned, a few minutes) …")
+    interpreter = setup(target, python=python)
+    data = {"env": str(target), "python": str(interpreter)}
+    output(state(ctx), data, kv_table("SecretFlow PSI engine", list(data.items())))
 
 
 def _accuracy(authoriser: ExchangeAuthoriser, outcome: PsiOutcome) -> dict[str, int]:

@@ -184,6 +184,12 @@ def parse_terms(kind: ProductKind, value: Any) -> dict[str, Any]:
             raise InvalidInput(f"unknown PSI modes {bad} (known: {list(PSI_MODES)})", field="terms.psi_modes")
         out["psi_modes"] = modes
         out["psi"] = _psi_terms(value.get("psi"), aggregate="aggregate" in modes)
+        if out["psi"].get("engine") == "secretflow" and modes != ["intersection"]:
+            raise InvalidInput(
+                "the SecretFlow PSI engine reveals the intersection to the receiver, so its products "
+                "offer terms.psi_modes ['intersection'] only (docs/PSI.md section 9)",
+                field="terms.psi_modes",
+            )
         if "aggregate" in modes:
             privacy = value.get("privacy")
             eps = privacy.get("epsilon") if isinstance(privacy, dict) else None
@@ -217,6 +223,8 @@ def parse_terms(kind: ProductKind, value: Any) -> dict[str, Any]:
 
 
 PSI_ID_KINDS = ("phone", "cn_ric", "text")
+PSI_ENGINES = ("datavalley", "secretflow")
+SECRETFLOW_PROTOCOLS = ("RR22", "KKRT", "ECDH")
 
 
 def _psi_terms(value: Any, *, aggregate: bool) -> dict[str, Any]:
@@ -248,7 +256,22 @@ def _psi_terms(value: Any, *, aggregate: bool) -> dict[str, Any]:
         out_cols[str(name)] = [int(bounds[0]), int(bounds[1])]
     if aggregate and not out_cols:
         raise InvalidInput("aggregate PSI needs at least one bounded column", field="terms.psi.columns")
-    return {"id_column": col, "id_kind": kind, "columns": dict(sorted(out_cols.items()))}
+    out: dict[str, Any] = {"id_column": col, "id_kind": kind, "columns": dict(sorted(out_cols.items()))}
+    engine = value.get("engine", "datavalley")
+    if engine not in PSI_ENGINES:
+        raise InvalidInput(f"terms.psi.engine must be one of {PSI_ENGINES}", field="terms.psi.engine")
+    if engine == "secretflow":  # SecretFlow's engine (docs/PSI.md section 9); RR22 suits large sets
+        protocol = value.get("protocol", "RR22")
+        if protocol not in SECRETFLOW_PROTOCOLS:
+            raise InvalidInput(
+                f"terms.psi.protocol must be one of {SECRETFLOW_PROTOCOLS}", field="terms.psi.protocol"
+            )
+        out.update(engine=engine, protocol=protocol)
+    elif value.get("protocol") is not None:
+        raise InvalidInput(
+            "terms.psi.protocol applies to engine 'secretflow' only", field="terms.psi.protocol"
+        )
+    return out
 
 
 def _resources(ctx: Context, ids: Any, provider: str) -> list[ResourceRow]:

@@ -605,6 +605,26 @@ def run_contract_psi(
     Raises what :func:`~datavalley.psi.run_psi` raises; :class:`Conflict` if ``signing_key`` is not the
     participant's registered key.
     """
+    from datavalley.node.psi_engine import contract_engine, run_contract_engine_psi  # imports spu's glue
+
+    protocol = contract_engine(client, contract_id)
+    if protocol is not None:  # the product runs on SecretFlow's engine (docs/PSI.md section 9)
+        return run_contract_engine_psi(
+            client,
+            participant,
+            signing_key,
+            responder_url,
+            contract_id,
+            ids,
+            workdir,
+            protocol=protocol,
+            mode=mode,
+            responder_participant=responder_participant,
+            id_kind=id_kind,
+            id_column=id_column,
+            usage_log=usage_log,
+            region=region,
+        )
     authoriser = ExchangeAuthoriser(client, participant, region=region, usage_log=usage_log)
     terms = authoriser.terms(contract_id)
     peer = responder_participant or (terms.provider if participant == terms.consumer else terms.consumer)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -22,7 +22,7 @@ from datavalley.psi.model import PeerDirectory
 from datavalley.psi.responder import PsiNode
 from datavalley.psi.wire import HEADER_META, HEADER_SIGNATURE, SignedRequest, sign_response, verify_request
 
-__all__ = ["psi_router"]
+__all__ = ["psi_router", "signed_endpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +35,16 @@ def _batch(value: str) -> int:
     return int(value)
 
 
-def psi_router(
-    node: PsiNode,
+def signed_endpoint(
+    participant: str,
     *,
     signing_key: Ed25519PrivateKey,
     peers: PeerDirectory,
     skew: int = 300,
     now: Callable[[], float] = time.time,
-) -> APIRouter:
-    """The router of ``node``: requests verified against ``peers``, answers signed with ``signing_key``."""
-    router = APIRouter()
+) -> Callable[[Request, Handler], Awaitable[Response]]:
+    """The request/answer wrapper of a node's PSI routes: verify the peer's signature, run the handler
+    in a thread, sign the answer (errors included) with ``signing_key``."""
 
     async def call(request: Request, handler: Handler) -> Response:
         body = await request.body()
@@ -52,7 +52,7 @@ def psi_router(
         try:
             signed = verify_request(
                 peers,
-                local=node.participant,
+                local=participant,
                 method=request.method,
                 path=request.url.path,
                 headers=request.headers,
@@ -80,6 +80,21 @@ def psi_router(
         if meta_json is not None:
             headers[HEADER_META] = meta_json
         return Response(content=payload, status_code=status, media_type=media, headers=headers)
+
+    return call
+
+
+def psi_router(
+    node: PsiNode,
+    *,
+    signing_key: Ed25519PrivateKey,
+    peers: PeerDirectory,
+    skew: int = 300,
+    now: Callable[[], float] = time.time,
+) -> APIRouter:
+    """The router of ``node``: requests verified against ``peers``, answers signed with ``signing_key``."""
+    router = APIRouter()
+    call = signed_endpoint(node.participant, signing_key=signing_key, peers=peers, skew=skew, now=now)
 
     @router.post("/sessions")
     async def open_session(request: Request) -> Response:

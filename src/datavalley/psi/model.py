@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from datavalley.errors import InvalidInput, Unauthenticated
 from datavalley.psi.normalise import IdKind, NormalisationReport
-from datavalley.psi.suites import Suite
+from datavalley.psi.suites import EngineProtocol, Suite
 
 __all__ = [
     "Bounds",
@@ -90,7 +90,7 @@ class PsiUsage:
     peer: str
     role: str  # initiator | responder
     mode: Mode
-    suite: Suite
+    suite: Suite | EngineProtocol  # our group, or the SecretFlow engine's protocol
     outcome: str  # completed | expired | failed
     local_set_size: int
     peer_set_size: int | None

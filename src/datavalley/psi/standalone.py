@@ -18,7 +18,11 @@ Configuration (all paths absolute)::
                  "columns": {"amount": [0, 10000]}, "max_set_size": null}],
      "datasets": {"customers": {"format": "lines" | "csv", "path": "/…", "id_kind": "phone",
                                 "id_column": "phone"}},
-     "release": "package.module:function", "usage_log": "/…/usage.jsonl"}
+     "release": "package.module:function", "usage_log": "/…/usage.jsonl",
+     "engines": {"c_1": "RR22"}}
+
+``engines`` (optional) runs those contracts' sessions on SecretFlow's engine (docs/PSI.md section 9):
+the node also serves ``POST /psi/v1/secretflow/sessions``, and ``initiate --engine RR22`` uses it.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ from datavalley.psi.model import (
 )
 from datavalley.psi.normalise import IdKind
 from datavalley.psi.responder import PsiNode
-from datavalley.psi.suites import Suite
+from datavalley.psi.suites import EngineProtocol, Suite
 from datavalley.psi.workers import Workers
 
 __all__ = ["ContractTable", "FileDataSource", "create_app", "load_release", "main", "no_release"]
@@ -163,9 +167,21 @@ def create_app(config: Path | None = None) -> FastAPI:
         node.close()
 
     app = FastAPI(title=f"datavalley PSI node {cfg['participant']}", lifespan=lifespan)
-    app.include_router(
-        psi_router(node, signing_key=load_private_key(Path(cfg["key_file"])), peers=peers), prefix="/psi/v1"
-    )
+    signing_key = load_private_key(Path(cfg["key_file"]))
+    app.include_router(psi_router(node, signing_key=signing_key, peers=peers), prefix="/psi/v1")
+    engines = {str(c): EngineProtocol(p) for c, p in (cfg.get("engines") or {}).items()}
+    if engines:
+        from datavalley.psi.secretflow import SecretFlowResponder, secretflow_router
+
+        def protocol_of(contract_id: str) -> EngineProtocol:
+            if contract_id not in engines:
+                raise PolicyViolation(f"contract {contract_id} does not run on SecretFlow's engine")
+            return engines[contract_id]
+
+        engine = SecretFlowResponder(
+            node.participant, node.authoriser, node.data, Path(cfg["workdir"]) / "secretflow", protocol_of
+        )
+        app.include_router(secretflow_router(engine, signing_key=signing_key, peers=peers), prefix="/psi/v1")
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -191,23 +207,33 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--id-kind", choices=[k.value for k in IdKind], default=IdKind.TEXT.value)
     run.add_argument("--column", action="append", default=[], help="aggregate column (repeatable)")
     run.add_argument("--out", type=Path, required=True)
+    run.add_argument("--engine", choices=[p.value for p in EngineProtocol], help="run on SecretFlow's engine")
     args = parser.parse_args(argv)
     cfg = json.loads(args.config.read_text("utf-8"))
     usage_log = Path(cfg["usage_log"]) if cfg.get("usage_log") else None
     started = time.monotonic()
-    outcome = run_psi(
-        responder=Responder(args.url, args.responder, decode_public_key(cfg["peers"][args.responder])),
-        local=cfg["participant"],
-        signing_key=load_private_key(Path(cfg["key_file"])),
-        authoriser=ContractTable(_grants(cfg), usage_log),
-        dataset=LinesDataset(args.ids, IdKind(args.id_kind)),
-        contract_id=args.contract,
-        mode=Mode(args.mode),
-        workdir=Path(cfg["workdir"]),
-        suite=Suite(args.suite),
-        columns=tuple(args.column),
-        workers=None if not cfg.get("workers") else Workers(cfg["workers"]),
-    )
+    responder = Responder(args.url, args.responder, decode_public_key(cfg["peers"][args.responder]))
+    common: dict[str, Any] = {
+        "responder": responder,
+        "local": cfg["participant"],
+        "signing_key": load_private_key(Path(cfg["key_file"])),
+        "authoriser": ContractTable(_grants(cfg), usage_log),
+        "dataset": LinesDataset(args.ids, IdKind(args.id_kind)),
+        "contract_id": args.contract,
+        "mode": Mode(args.mode),
+        "workdir": Path(cfg["workdir"]),
+    }
+    if args.engine:
+        from datavalley.psi.secretflow import run_secretflow_psi
+
+        outcome = run_secretflow_psi(**common, protocol=EngineProtocol(args.engine))
+    else:
+        outcome = run_psi(
+            **common,
+            suite=Suite(args.suite),
+            columns=tuple(args.column),
+            workers=None if not cfg.get("workers") else Workers(cfg["workers"]),
+        )
     result = {
         "session_id": outcome.session_id,
         "mode": outcome.mode.value,

@@ -50,6 +50,14 @@ class Suite(StrEnum):
         return f"datavalley/psi/v1/{self.value}".encode() + b"\x00"
 
 
+class EngineProtocol(StrEnum):
+    """A protocol of SecretFlow's PSI engine (the ``secretflow`` backend, docs/PSI.md section 9)."""
+
+    RR22 = "RR22"
+    KKRT = "KKRT"
+    ECDH = "ECDH"
+
+
 class InvalidElement(ValueError):
     """A received element is not a valid group element; ``index`` is its position in the batch."""
 
