@@ -477,6 +477,13 @@ class Client:
         signature = base64.b64encode(private_key.sign(message)).decode()
         return self.contract_action(contract_id, "sign", {"signature": signature})
 
+    def check_use(
+        self, contract_id: str, *, purpose: str | None = None, region: str | None = None
+    ) -> dict[str, Any]:
+        """Dry run of the exchange's use check; raises PolicyViolation/Conflict (``details.reason``)."""
+        params = {k: v for k, v in (("purpose", purpose), ("region", region)) if v is not None}
+        return dict(self.get(f"/v1/contracts/{contract_id}/use-check", **params))
+
     def record_use(self, contract_id: str, *, idempotency_key: str | None = None, **use: Any) -> Result[Use]:
         data, receipts, replayed = self.post(
             f"/v1/contracts/{contract_id}/uses", use, idempotency_key=idempotency_key

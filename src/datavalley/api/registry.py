@@ -42,6 +42,11 @@ class Reason(Strict):
     reason: str = Field(default="", max_length=4000)
 
 
+class Cancel(Strict):
+    reason: str = Field(default="", max_length=4000)
+    terminate_contracts: bool = False
+
+
 class Renew(Strict):
     valid_days: int = registration.DEFAULT_VALIDITY_DAYS
 
@@ -137,9 +142,16 @@ def renew(resource_id: str, body: Renew, request: Request, caller: Principal = C
 
 
 @router.post("/resources/{resource_id}/cancel")
-def cancel(resource_id: str, body: Reason, request: Request, caller: Principal = Caller) -> JSONResponse:
+def cancel(resource_id: str, body: Cancel, request: Request, caller: Principal = Caller) -> JSONResponse:
+    """Holder cancels; refused under live contracts unless ``terminate_contracts`` (they end, refunded)."""
     return mutate(
-        request, caller, registration.cancel_resource, resource_id, body=_dump(body), reason=body.reason
+        request,
+        caller,
+        registration.cancel_resource,
+        resource_id,
+        body=_dump(body),
+        reason=body.reason,
+        terminate_contracts=body.terminate_contracts,
     )
 
 

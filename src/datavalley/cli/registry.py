@@ -201,7 +201,22 @@ def _simple(action: str, help_: str, *, reason: bool = False) -> None:
     resources.command(action)(command)
 
 
-_simple("cancel", "Holder cancels the registration (all rights end).", reason=True)
+@resources.command("cancel")
+def cancel(
+    ctx: typer.Context,
+    resource_id: str,
+    why: str = typer.Option("", "--reason", help="Why (kept as a digest on the ledger)."),
+    terminate_contracts: bool = typer.Option(
+        False, "--terminate-contracts", help="Also end live contracts on it (refunded)."
+    ),
+) -> None:
+    """Holder cancels the registration (all rights end); refused under live contracts unless terminated."""
+    st = state(ctx)
+    body = {"reason": why, "terminate_contracts": terminate_contracts}
+    res = st.client().resource_action(resource_id, "cancel", body)
+    output(st, res.value, resource_table(res.value), receipts=res.receipts)
+
+
 _simple("revoke", "Operator revokes the registration (reason required).", reason=True)
 _simple("publish", "Show the resource in the public catalog.")
 _simple("unpublish", "Hide the resource from the public catalog.")

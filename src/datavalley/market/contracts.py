@@ -27,6 +27,7 @@ from datavalley.identity.model import Principal, Role
 from datavalley.identity.service import active_key
 from datavalley.keys import decode_public_key
 from datavalley.market import accounts
+from datavalley.market.governance import check_use_allowed
 from datavalley.market.model import (
     Contract,
     ContractState,
@@ -701,6 +702,7 @@ def _refund(ctx: Context, row: ContractRow, amount: int, memo: str) -> None:
 
 def _end(ctx: Context, row: ContractRow, reason: str, *, refund: bool = True) -> None:
     """Terminate: settle a subscription's used share, refund the rest of the escrow, revoke the rights."""
+    row.termination_reason = reason  # first: revoking its rights below must not end it a second time
     if row.state == ContractState.FINALIZED:
         left = row.funded - row.released - row.refunded
         if row.price["model"] == PriceModel.SUBSCRIPTION and row.paid_until and left > 0:
@@ -758,6 +760,8 @@ def record_use(
     Raises :class:`PolicyViolation` (the policy forbids it, the contract is suspended or not live),
     :class:`BudgetExhausted` (privacy budget would be overdrawn) — in both cases nothing is recorded,
     charged or spent. With ``node_key`` a repeated call returns the first use (no double charge).
+    Before anything is metered, :func:`datavalley.market.governance.check_use_allowed` refuses uses that
+    rights, registration status or participant status no longer allow (403 or 409, ``details.reason``).
     """
     row = _get(ctx, contract_id, lock=True)
     me = ctx.principal.participant_id
@@ -783,6 +787,8 @@ def record_use(
                     {"id": seen.id, "contract": row.id, "by": me, "request": request_digest},
                 )
             return _to_use(seen, row)
+    # rights, registration and participant status, in this transaction (docs/PROTOCOL.md §7)
+    check_use_allowed(ctx, row, purpose=purpose, region=region)
     if row.state != ContractState.FINALIZED:
         raise PolicyViolation(f"contract {contract_id} is {row.state}: no use is allowed", state=row.state)
     if row.suspended:

@@ -247,6 +247,8 @@ class ExchangeAuthoriser:
                 f"contract {contract_id} is suspended: no PSI session until it is resumed",
                 contract=contract_id,
             )
+        # rights, registration and participant status at the exchange, before anything is computed
+        self.client.check_use(contract_id, purpose=t.purpose, region=self.region)
         request = UseRequest(
             action=OPERATION,
             purpose=t.purpose,

@@ -29,6 +29,7 @@ from datavalley.errors import Conflict, Forbidden, InvalidInput, NotFound, Polic
 from datavalley.exchange import Exchange
 from datavalley.identity.model import Principal
 from datavalley.market import contracts
+from datavalley.market.governance import check_contract_use
 from datavalley.market.model import ContractState, ProductKind
 from datavalley.market.policy import parse
 from datavalley.market.products import get_product
@@ -134,6 +135,8 @@ class QueryService:
         terms = parse(contract.policy)
         if purpose is None:
             purpose = terms.purposes[0]
+        # rights and status before anything is computed or served from the cache (re-checked when metered)
+        ex.read(principal, check_contract_use, contract_id, purpose=purpose, region=region)
         if epsilon is not None and (isinstance(epsilon, bool) or not 0 < float(epsilon) <= 100):
             raise InvalidInput("epsilon must be in (0, 100]", field="epsilon")
         tables: dict[str, str] = product.terms.get("tables") or {}

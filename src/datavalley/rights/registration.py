@@ -535,8 +535,16 @@ def _end_all_rights(ctx: Context, resource_id: str) -> list[str]:
     return ended
 
 
-def cancel_resource(ctx: Context, resource_id: str, *, reason: str = "") -> Resource:
-    """Cancellation by the holder: the registration ends and every right over it is revoked."""
+def cancel_resource(
+    ctx: Context, resource_id: str, *, reason: str = "", terminate_contracts: bool = False
+) -> Resource:
+    """Cancellation by the holder: the registration ends and every right over it is revoked.
+
+    Refused (409) while live contracts rest on the resource, unless ``terminate_contracts``: then they are
+    terminated with the reason and their unused prepayment refunded (docs/PROTOCOL.md §7).
+    """
+    from datavalley.market import governance
+
     row = get_row(ctx, resource_id, lock=True)
     require_holder(ctx, row, "cancelling a registration")
     if row.status in (ResourceStatus.CANCELLED, ResourceStatus.REVOKED):
@@ -544,6 +552,14 @@ def cancel_resource(ctx: Context, resource_id: str, *, reason: str = "") -> Reso
     if row.status == ResourceStatus.FROZEN:
         raise Conflict(
             f"resource {resource_id} is frozen by an objection; the operator must resolve it first"
+        )
+    live = governance.live_contracts_on_resource(ctx, row.id)
+    if live and not terminate_contracts:
+        raise Conflict(
+            f"resource {resource_id} backs {len(live)} live contract(s) {live}: cancel with "
+            "terminate_contracts=true to terminate them and refund their unused prepayment",
+            resource_id=resource_id,
+            contracts=live,
         )
     row.status, row.published, row.updated_at = ResourceStatus.CANCELLED.value, False, ctx.now
     sync_search(ctx.session, row)
@@ -553,6 +569,7 @@ def cancel_resource(ctx: Context, resource_id: str, *, reason: str = "") -> Reso
         [row.id, row.provider_id],
         {"resource": row.id, "rights_ended": ended, "reason_digest": digest(reason) if reason else None},
     )
+    governance.on_registration_ended(ctx, row.id, cause="resource.cancelled", reason=reason or "cancelled")
     return to_resource(row)
 
 
@@ -577,6 +594,9 @@ def _revoke(ctx: Context, row: ResourceRow, reason: str) -> None:
         [row.id, row.provider_id],
         {"resource": row.id, "rights_ended": ended, "reason_digest": digest(reason)},
     )
+    from datavalley.market import governance
+
+    governance.on_registration_ended(ctx, row.id, cause="resource.revoked", reason=reason)
 
 
 def set_published(ctx: Context, resource_id: str, *, published: bool) -> Resource:
@@ -654,6 +674,9 @@ def file_objection(ctx: Context, resource_id: str, *, reason: str) -> Objection:
         [row.id, o.id, o.objector_id],
         {"objection": o.id, "resource": row.id, "reason_digest": digest(o.reason)},
     )
+    from datavalley.market import governance
+
+    governance.notify_resource_frozen(ctx, row.id, o.id, frozen=True)
     return to_objection(o)
 
 
@@ -680,6 +703,9 @@ def resolve_objection(ctx: Context, objection_id: str, *, upheld: bool, resoluti
     elif not _open_objections(row):
         row.status, row.updated_at = ResourceStatus.REGISTERED.value, ctx.now
         sync_search(ctx.session, row)
+        from datavalley.market import governance
+
+        governance.notify_resource_frozen(ctx, row.id, o.id, frozen=False)
     return to_objection(o)
 
 
