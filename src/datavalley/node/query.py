@@ -124,6 +124,9 @@ class QueryService:
         contract = ex.read(principal, contracts.get_contract, contract_id)
         if principal.participant_id != contract.consumer_id:
             raise Forbidden(f"only the consumer of contract {contract_id} queries under it")
+        # rights and status before anything is computed or served from the cache (re-checked when metered)
+        wanted = purpose or parse(contract.policy).purposes[0]
+        ex.read(principal, check_contract_use, contract_id, purpose=wanted, region=region)
         if contract.state != ContractState.FINALIZED:
             raise PolicyViolation(f"contract {contract_id} is {contract.state.value}: no query is allowed")
         system = Principal.system()
@@ -135,8 +138,6 @@ class QueryService:
         terms = parse(contract.policy)
         if purpose is None:
             purpose = terms.purposes[0]
-        # rights and status before anything is computed or served from the cache (re-checked when metered)
-        ex.read(principal, check_contract_use, contract_id, purpose=purpose, region=region)
         if epsilon is not None and (isinstance(epsilon, bool) or not 0 < float(epsilon) <= 100):
             raise InvalidInput("epsilon must be in (0, 100]", field="epsilon")
         tables: dict[str, str] = product.terms.get("tables") or {}
