@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -797,8 +798,15 @@ def record_use(
         raise PolicyViolation(
             f"contract {contract_id}'s subscription is unpaid since {row.paid_until.isoformat()}"
         )
-    if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= 2**62:
         raise InvalidInput("quantity must be a positive integer", field="quantity")
+    if (
+        isinstance(privacy_cost, bool)
+        or not isinstance(privacy_cost, int | float)
+        or not math.isfinite(privacy_cost)
+        or privacy_cost < 0
+    ):
+        raise InvalidInput("privacy_cost must be a finite, non-negative number", field="privacy_cost")
     if (
         not isinstance(request_digest, str)
         or not request_digest.startswith("sha256:")
