@@ -376,6 +376,10 @@ class Client:
     def certificate(self, resource_id: str, version: int | None = None) -> dict[str, Any]:
         return dict(self.get(f"/v1/resources/{resource_id}/certificate", version=version))
 
+    def certificate_status(self, certificate_id: str) -> dict[str, Any]:
+        """The exchange's signed current status of a certificate (check it with ``verify_status``)."""
+        return dict(self.get(f"/v1/certificates/{certificate_id}/status"))
+
     def certificate_html(self, resource_id: str, version: int | None = None) -> str:
         clean = {"version": version} if version else None
         return self.request("GET", f"/v1/resources/{resource_id}/certificate.html", params=clean).text

@@ -315,6 +315,14 @@ def certificate(
     return outcome.body
 
 
+@router.get("/certificates/{certificate_id}/status")
+def certificate_status(certificate_id: str, request: Request, caller: Principal = Caller) -> Any:
+    """The signed current status of a certificate: valid, superseded, cancelled or revoked."""
+    from datavalley.rights import cert_status
+
+    return exchange_of(request).read(caller, cert_status.certificate_status, certificate_id)
+
+
 @router.get("/resources/{resource_id}/certificate.html", response_class=HTMLResponse)
 def certificate_html(
     resource_id: str, request: Request, caller: Principal = Caller, version: int | None = Query(None, ge=1)

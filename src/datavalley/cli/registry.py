@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.tree import Tree
 
 from datavalley.cli.state import CliState, console, kv_table, list_table, output, state
-from datavalley.errors import IntegrityError, InvalidInput
+from datavalley.errors import Conflict, IntegrityError, InvalidInput
 from datavalley.rights.model import Resource, Right
 
 resources = typer.Typer(
@@ -433,8 +434,13 @@ def cert_verify(
     ctx: typer.Context,
     file: Path,
     verifier_key: str | None = typer.Option(None, help="Pinned exchange key (C2SP vkey)."),
+    online: bool = typer.Option(
+        False, "--online", help="Also ask the exchange for the certificate's signed current status."
+    ),
 ) -> None:
-    """Verify a certificate offline: exchange signature and ledger proof."""
+    """Verify a certificate: exchange signature and ledger proof (offline: proves registration, not
+    current status), and with --online its signed status (valid/superseded/cancelled/revoked)."""
+    from datavalley.rights.cert_status import verify_status
     from datavalley.rights.certificates import verify_certificate
 
     st = state(ctx)
@@ -445,12 +451,30 @@ def cert_verify(
     except ValueError as exc:
         raise InvalidInput(f"certificate file {file} is not JSON: {exc}", path=str(file)) from exc
     check = verify_certificate(doc, verifier_key=verifier_key)
+    status: dict[str, Any] | None = None
+    status_findings: list[str] = []
+    if online and check.ok:
+        status = st.client().certificate_status(doc["certificate_id"])
+        status_findings = verify_status(status, doc, verifier_key=verifier_key)
+    scope = (
+        "registration as of issue; current status checked online"
+        if status is not None
+        else "registration as of issue only, NOT current status (use --online)"
+    )
+    current = "—"
+    if status is not None:
+        changed = status["changed_by"]
+        current = status["status"] + (
+            f" (ledger entry {changed['ledger_index']}: {changed['type']})" if changed else ""
+        )
     output(
         st,
-        check,
+        {**asdict(check), "proves": scope, "status": status},
         kv_table(
             "certificate verification",
             [
+                ("proves", scope),
+                ("current status", current),
                 ("resource", check.resource_id),
                 ("fingerprint", check.fingerprint),
                 ("holder", check.holder),
@@ -465,6 +489,13 @@ def cert_verify(
     )
     if not check.ok:
         raise IntegrityError("certificate does not verify: " + "; ".join(check.findings))
+    if status_findings:
+        raise IntegrityError("certificate status does not verify: " + "; ".join(status_findings))
+    if status is not None and status["status"] != "valid":
+        raise Conflict(
+            f"certificate {doc['certificate_id']} is {current}: it no longer states the current registration",
+            status=status["status"],
+        )
 
 
 @catalog.command("search")

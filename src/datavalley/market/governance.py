@@ -426,5 +426,9 @@ def end_contracts_on_rights(ctx: Context, right_ids: list[str], *, reason: str) 
 
 
 def on_registration_ended(ctx: Context, resource_id: str, *, cause: str, reason: str) -> list[str]:
-    """After a cancellation or revocation (the ``cause`` event was just emitted): end its contracts."""
+    """After a cancellation or revocation (the ``cause`` event was just emitted): its certificates take
+    that status (changed by that event), and its contracts end."""
+    from datavalley.rights.cert_status import end_certificates
+
+    end_certificates(ctx, resource_id, cause.removeprefix("resource."), ctx.event_ids[-1])
     return end_contracts_on_resource(ctx, resource_id, cause=cause, reason=reason)

@@ -443,9 +443,15 @@ def _record_version(ctx: Context, row: ResourceRow, event: str) -> None:
             event_id=event_id,
             document=None,
             created_at=ctx.now,
+            holder_id=row.provider_id,
+            status="valid",
+            status_event_id=None,
         )
     )
     ctx.session.flush()
+    from datavalley.rights.cert_status import supersede_older
+
+    supersede_older(ctx, row.id, event_id)  # a change registration supersedes the older certificates
 
 
 def change_resource(ctx: Context, resource_id: str, *, analysis: dict[str, Any]) -> Resource:

@@ -294,6 +294,9 @@ def transfer_holding(
             "rights": [m.id for m in moved],
         },
     )
+    from datavalley.rights.cert_status import issue_on_transfer
+
+    issue_on_transfer(ctx, res)  # the new holder's certificate; the previous holder's is superseded
     return moved
 
 
