@@ -432,3 +432,69 @@ def on_registration_ended(ctx: Context, resource_id: str, *, cause: str, reason:
 
     end_certificates(ctx, resource_id, cause.removeprefix("resource."), ctx.event_ids[-1])
     return end_contracts_on_resource(ctx, resource_id, cause=cause, reason=reason)
+
+
+# --- listing: a privacy budget and a number of uses that fit together ----------------------------
+
+#: Per-query ε values the listing spells out (how many queries of each the budget pays for).
+QUERY_COSTS: Final = (0.1, 0.25, 0.5, 1.0)
+#: The smallest average ε per use the exchange lists: below it the noise (scale ≥ 20× the sensitivity of
+#: a count) drowns the answers, so uses the product promises could never be spent on useful queries.
+MIN_EPSILON_PER_USE: Final = 0.05
+
+
+def budget_plan(kind: str, terms: dict[str, Any]) -> dict[str, Any] | None:
+    """How many queries of each cost a product's ε budget allows, capped by its max uses (None: no budget).
+
+    PSI products with ``epsilon_per_session`` spend that much per aggregate session, so that is the one
+    cost listed for them.
+    """
+    privacy = terms.get("privacy") or {}
+    budget = privacy.get("epsilon")
+    if not isinstance(budget, int | float) or budget <= 0:
+        return None
+    max_uses = terms.get("max_uses")
+    per_session = privacy.get("epsilon_per_session")
+    costs = (float(per_session),) if kind == "set_intersection" and per_session else QUERY_COSTS
+    plan = []
+    for cost in costs:
+        queries = int(budget / cost + 1e-9)
+        plan.append({"epsilon": cost, "queries": queries if max_uses is None else min(queries, max_uses)})
+    return {
+        "budget": float(budget),
+        "max_uses": max_uses,
+        "epsilon_per_use": None if not max_uses else float(budget) / max_uses,
+        "plan": plan,
+    }
+
+
+def budget_check(kind: str, terms: dict[str, Any]) -> dict[str, Any] | None:
+    """The listing checklist item ``privacy_budget_consistent`` (None when the product has no budget).
+
+    Private analytics: the budget must leave at least :data:`MIN_EPSILON_PER_USE` per promised use. PSI
+    offering only aggregate sessions: max uses must not exceed the sessions the budget pays for.
+    """
+    info = budget_plan(kind, terms)
+    if info is None:
+        return None
+    spelled = ", ".join(f"{p['queries']} at ε={p['epsilon']:g}" for p in info["plan"])
+    max_uses, budget = info["max_uses"], info["budget"]
+    ok, why = True, "no use limit: the budget alone bounds use"
+    if max_uses and kind == "private_analytics":
+        ok = info["epsilon_per_use"] >= MIN_EPSILON_PER_USE
+        why = f"{max_uses} uses leave ε={info['epsilon_per_use']:.3g} per use" + (
+            "" if ok else f", below the listed minimum {MIN_EPSILON_PER_USE}: lower max_uses or raise ε"
+        )
+    elif max_uses and kind == "set_intersection":
+        sessions = info["plan"][0]["queries"]
+        only_aggregate = list(terms.get("psi_modes") or []) == ["aggregate"]
+        ok = not only_aggregate or int(budget / info["plan"][0]["epsilon"] + 1e-9) >= max_uses
+        why = f"{max_uses} uses; the budget pays for {sessions} aggregate session(s)" + (
+            "" if ok else ": lower max_uses or raise ε"
+        )
+    return {
+        "check": "privacy_budget_consistent",
+        "ok": ok,
+        "detail": f"budget ε={budget:g} allows {spelled}; {why}",
+        "plan": info["plan"],
+    }
