@@ -166,11 +166,7 @@ def _scenario(home: Path, console: Console, started: float) -> dict[str, object]
         traded.update(_psi_act(home, console, op, people, registered))
         from datavalley.market.governance_demo import governance_act
 
-        traded.update(
-            governance_act(
-                console, op, people, registered["resource_ids"]["logistics"], traded["contract_id"]
-            )
-        )
+        traded.update(governance_act(console, op, people, registered, traded["contract_id"]))
 
         console.rule("the verifiable ledger")
         reg_client = people["regulator"].client

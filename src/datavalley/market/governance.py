@@ -344,9 +344,12 @@ def contracts_on_resource(ctx: Context, resource_id: str, states: tuple[str, ...
     )
 
 
-def live_contracts_on_resource(ctx: Context, resource_id: str) -> list[str]:
-    """IDs of the contracts whose use rests on ``resource_id`` and may hold money (VERIFIED/FINALIZED)."""
-    return [c.id for c in contracts_on_resource(ctx, resource_id, _LIVE_STATES)]
+def live_contracts_on_resource(ctx: Context, resource_id: str) -> tuple[int, list[str]]:
+    """How many contracts rest on ``resource_id`` and may hold money (VERIFIED/FINALIZED), and the IDs of
+    those the caller is party to (another operator's contracts on the resource are counted, not named)."""
+    rows = contracts_on_resource(ctx, resource_id, _LIVE_STATES)
+    me = ctx.principal.participant_id
+    return len(rows), [c.id for c in rows if me in (c.provider_id, c.consumer_id)]
 
 
 def notify_resource_frozen(ctx: Context, resource_id: str, objection_id: str, *, frozen: bool) -> list[str]:

@@ -17,9 +17,10 @@ class _Party(Protocol):
 
 
 def governance_act(
-    console: Console, op: Client, people: dict[str, Any], resource_id: str, contract_id: str
+    console: Console, op: Client, people: dict[str, Any], registered: dict[str, Any], contract_id: str
 ) -> dict[str, Any]:
-    """Run the act (the objector is the data operator, the user the insurer); return a summary."""
+    """Run the act on the logistics trips (objector: the data operator; user: the insurer's contract)."""
+    resource_id: str = registered["resource_ids"]["logistics"]
     console.rule("rights and status govern every use: an objection freezes the data")
     objector: _Party = people["data_operator"]
     insurer: _Party = people["insurer"]

@@ -559,10 +559,10 @@ def cancel_resource(
         raise Conflict(
             f"resource {resource_id} is frozen by an objection; the operator must resolve it first"
         )
-    live = governance.live_contracts_on_resource(ctx, row.id)
-    if live and not terminate_contracts:
+    count, live = governance.live_contracts_on_resource(ctx, row.id)
+    if count and not terminate_contracts:
         raise Conflict(
-            f"resource {resource_id} backs {len(live)} live contract(s) {live}: cancel with "
+            f"resource {resource_id} backs {count} live contract(s) {live}: cancel with "
             "terminate_contracts=true to terminate them and refund their unused prepayment",
             resource_id=resource_id,
             contracts=live,
