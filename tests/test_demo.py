@@ -22,6 +22,12 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert summary["released"] == 800 * summary["uses"] and summary["queries_refused"] == 1
     assert summary["psi_cardinality"] == summary["psi_expected"] > 0 and summary["psi_uses"] == 2
     assert summary["cosignatures"] == 2 and summary["entries"] == summary["checkpoint_size"]
+    assert (summary["frozen_status"], summary["refused_status"], summary["refused_reason"]) == (
+        "frozen",
+        409,
+        "resource_frozen",
+    )
+    assert summary["charged_while_frozen"] == (0, 0) and summary["status_after"] == "registered"
     text = out.getvalue()
     assert "all verified" in text and "not a valid unified social credit code" in text
     steps = [int(m) for m in re.findall(r"^(\d+)\. ", text, re.M)]

@@ -388,6 +388,10 @@ class Client:
     def certificate(self, resource_id: str, version: int | None = None) -> dict[str, Any]:
         return dict(self.get(f"/v1/resources/{resource_id}/certificate", version=version))
 
+    def certificate_status(self, certificate_id: str) -> dict[str, Any]:
+        """The exchange's signed current status of a certificate (check it with ``verify_status``)."""
+        return dict(self.get(f"/v1/certificates/{certificate_id}/status"))
+
     def certificate_html(self, resource_id: str, version: int | None = None) -> str:
         clean = {"version": version} if version else None
         return self.request("GET", f"/v1/resources/{resource_id}/certificate.html", params=clean).text
@@ -488,6 +492,13 @@ class Client:
         message = base64.b64decode(self.agreement(contract_id)["message"])
         signature = base64.b64encode(private_key.sign(message)).decode()
         return self.contract_action(contract_id, "sign", {"signature": signature})
+
+    def check_use(
+        self, contract_id: str, *, purpose: str | None = None, region: str | None = None
+    ) -> dict[str, Any]:
+        """Dry run of the exchange's use check; raises PolicyViolation/Conflict (``details.reason``)."""
+        params = {k: v for k, v in (("purpose", purpose), ("region", region)) if v is not None}
+        return dict(self.get(f"/v1/contracts/{contract_id}/use-check", **params))
 
     def record_use(self, contract_id: str, *, idempotency_key: str | None = None, **use: Any) -> Result[Use]:
         data, receipts, replayed = self.post(

@@ -21,7 +21,10 @@ from datetime import UTC, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from datavalley.canonical import digest
@@ -163,30 +166,19 @@ class Exchange:
         """
         principal_key = principal.member_id or "system"
         with self.session(write=True) as s, s.begin():
-            if idempotency is not None:
-                seen = s.get(IdempotencyRow, (principal_key, idempotency.key))
-                if seen is not None:
-                    if seen.request_digest != idempotency.request_digest:
-                        raise Conflict(
-                            f"Idempotency-Key {idempotency.key!r} was already used for a different request",
-                            key=idempotency.key,
-                        )
-                    stored = (seen.status, dict(seen.response), list(seen.event_ids))
-                else:
-                    stored = None
-            else:
-                stored = None
+            stored = claim_idempotency_key(s, principal_key, idempotency, self.now()) if idempotency else None
             if stored is None:
                 ctx = Context(s, principal, self.now(), self.settings, signer=self.signer)
                 value = fn(ctx, *args, **kwargs)
                 body = render(value)
                 event_ids = list(ctx.event_ids)
                 if idempotency is not None:
-                    s.add(
-                        IdempotencyRow(
-                            principal=principal_key,
-                            key=idempotency.key,
-                            request_digest=idempotency.request_digest,
+                    s.execute(
+                        update(IdempotencyRow)
+                        .where(
+                            IdempotencyRow.principal == principal_key, IdempotencyRow.key == idempotency.key
+                        )
+                        .values(
                             status=http_status,
                             response=redact(body) if redact else body,
                             event_ids=event_ids,
@@ -197,6 +189,59 @@ class Exchange:
             code, body, event_ids = stored
             return Outcome(body, code, self.ledger.receipts(event_ids), replayed=True)
         return Outcome(body, http_status, self.ledger.receipts(event_ids))
+
+
+#: How long a request waits for a concurrent request with the same Idempotency-Key before it is told
+#: (409, Retry-After) that the first one is still in progress.
+IDEMPOTENCY_WAIT_MS = 20_000
+
+
+def claim_idempotency_key(
+    s: Session, principal_key: str, idem: Idempotency, now: datetime
+) -> tuple[int, dict[str, Any], list[int]] | None:
+    """Claim ``idem`` for this transaction, or return the stored answer of the request that claimed it.
+
+    The key's row is inserted first (``INSERT … ON CONFLICT DO NOTHING``) and completed at the end of the
+    same transaction, so concurrent requests with one key never both run: on PostgreSQL the second insert
+    waits on the first transaction's row lock, then finds the committed answer (or, if the first rolled
+    back, claims the key itself); on SQLite writers are already serialised by ``BEGIN IMMEDIATE``. A request
+    that waits longer than :data:`IDEMPOTENCY_WAIT_MS` gets :class:`Conflict` with ``retry_after`` — never a
+    unique-violation 500. Returns None when this transaction claimed the key.
+    """
+    values = {
+        "principal": principal_key,
+        "key": idem.key,
+        "request_digest": idem.request_digest,
+        "status": 0,
+        "response": {},
+        "event_ids": [],
+        "created_at": now,
+    }
+    postgres = s.get_bind().dialect.name == "postgresql"
+    insert = pg_insert if postgres else sqlite_insert
+    try:
+        if postgres:
+            s.execute(text(f"SET LOCAL lock_timeout = '{IDEMPOTENCY_WAIT_MS}ms'"))
+        stmt = insert(IdempotencyRow).values(values).on_conflict_do_nothing().returning(IdempotencyRow.key)
+        claimed = s.execute(stmt).scalar_one_or_none() is not None
+        if postgres:
+            s.execute(text("SET LOCAL lock_timeout = DEFAULT"))
+    except OperationalError:
+        raise Conflict(
+            f"a request with Idempotency-Key {idem.key!r} is still in progress; retry shortly",
+            key=idem.key,
+            retry_after=1,
+        ) from None
+    if claimed:
+        return None
+    seen = s.execute(
+        select(IdempotencyRow)
+        .where(IdempotencyRow.principal == principal_key, IdempotencyRow.key == idem.key)
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+    if seen.request_digest != idem.request_digest:
+        raise Conflict(f"Idempotency-Key {idem.key!r} was already used for a different request", key=idem.key)
+    return seen.status, dict(seen.response), list(seen.event_ids)
 
 
 def token_digest(secret: str) -> str:

@@ -88,6 +88,9 @@ def create_app(exchange: Exchange, *, publisher: bool = False) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.exchange = exchange
+    from datavalley.api.numbers import FiniteNumbers
+
+    app.add_middleware(FiniteNumbers)  # NaN/±inf or >64-bit integers in a JSON body: 422 before any route
 
     @app.middleware("http")
     async def _request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -117,7 +120,9 @@ def create_app(exchange: Exchange, *, publisher: bool = False) -> FastAPI:
 
     @app.exception_handler(DatavalleyError)
     async def _dv_error(_request: Request, exc: DatavalleyError) -> JSONResponse:
-        return JSONResponse(exc.to_dict(), status_code=exc.http_status)
+        retry = exc.details.get("retry_after")
+        headers = {"Retry-After": str(retry)} if isinstance(retry, int) else None
+        return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

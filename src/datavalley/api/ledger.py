@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict
 
 from datavalley.api.deps import Caller, Document, Mutation, exchange_of, mutate
+from datavalley.api.numbers import check_id
 from datavalley.identity.model import Principal
 from datavalley.ledger import service as svc
 
@@ -50,7 +51,7 @@ def checkpoint_note(request: Request, caller: Principal = Caller) -> str:
 
 @router.get("/checkpoints/{size}", response_model=Document)
 def checkpoint_at(size: int, request: Request, caller: Principal = Caller) -> Any:
-    return exchange_of(request).read(caller, svc.checkpoint_at, size)
+    return exchange_of(request).read(caller, svc.checkpoint_at, check_id(size, "checkpoint"))
 
 
 @router.get("/entries", response_model=Document)
@@ -82,7 +83,7 @@ def consistency(
 
 @router.get("/receipts/{event_id}", response_model=Document)
 def receipt(event_id: int, request: Request, caller: Principal = Caller) -> Any:
-    return exchange_of(request).read(caller, svc.get_receipt, event_id)
+    return exchange_of(request).read(caller, svc.get_receipt, check_id(event_id, "event"))
 
 
 @router.get("/export", response_model=Document)

@@ -235,6 +235,24 @@ def get_contract(contract_id: str, request: Request, caller: Principal = Caller)
     return render(exchange_of(request).read(caller, contracts.get_contract, contract_id))
 
 
+@router.get("/contracts/{contract_id}/use-check", response_model=Document)
+def use_check(
+    contract_id: str,
+    request: Request,
+    caller: Principal = Caller,
+    purpose: str | None = Query(None, max_length=200),
+    region: str | None = Query(None, max_length=64),
+) -> Any:
+    """Dry run of the use check (rights, registration and participant status); 403/409 if refused."""
+    from datavalley.market import governance
+
+    return render(
+        exchange_of(request).read(
+            caller, governance.check_contract_use, contract_id, purpose=purpose, region=region
+        )
+    )
+
+
 @router.get("/contracts/{contract_id}/agreement", response_model=Document)
 def agreement(contract_id: str, request: Request, caller: Principal = Caller) -> Any:
     """The agreement document, its digest and the exact bytes (base64) each party signs."""

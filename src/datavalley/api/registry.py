@@ -44,6 +44,11 @@ class Reason(Strict):
     reason: str = Field(default="", max_length=4000)
 
 
+class Cancel(Strict):
+    reason: str = Field(default="", max_length=4000)
+    terminate_contracts: bool = False
+
+
 class Renew(Strict):
     valid_days: int = registration.DEFAULT_VALIDITY_DAYS
 
@@ -155,9 +160,16 @@ def renew(resource_id: str, body: Renew, request: Request, caller: Principal = C
 
 
 @router.post("/resources/{resource_id}/cancel", response_model=Mutation[Resource])
-def cancel(resource_id: str, body: Reason, request: Request, caller: Principal = Caller) -> JSONResponse:
+def cancel(resource_id: str, body: Cancel, request: Request, caller: Principal = Caller) -> JSONResponse:
+    """Holder cancels; refused under live contracts unless ``terminate_contracts`` (they end, refunded)."""
     return mutate(
-        request, caller, registration.cancel_resource, resource_id, body=_dump(body), reason=body.reason
+        request,
+        caller,
+        registration.cancel_resource,
+        resource_id,
+        body=_dump(body),
+        reason=body.reason,
+        terminate_contracts=body.terminate_contracts,
     )
 
 
@@ -339,6 +351,14 @@ def certificate(
     ex.ledger.publish()
     outcome = ex.run(caller, certify.certificate, resource_id, version=version, render=lambda v: v)
     return outcome.body
+
+
+@router.get("/certificates/{certificate_id}/status")
+def certificate_status(certificate_id: str, request: Request, caller: Principal = Caller) -> Any:
+    """The signed current status of a certificate: valid, superseded, cancelled or revoked."""
+    from datavalley.rights import cert_status
+
+    return exchange_of(request).read(caller, cert_status.certificate_status, certificate_id)
 
 
 @router.get("/resources/{resource_id}/certificate.html", response_class=HTMLResponse)

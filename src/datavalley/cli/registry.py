@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -252,7 +253,22 @@ def _simple(action: str, help_: str, *, reason: bool = False) -> None:
     resources.command(action)(command)
 
 
-_simple("cancel", "Holder cancels the registration (all rights end).", reason=True)
+@resources.command("cancel")
+def cancel(
+    ctx: typer.Context,
+    resource_id: str,
+    why: str = typer.Option("", "--reason", help="Why (kept as a digest on the ledger)."),
+    terminate_contracts: bool = typer.Option(
+        False, "--terminate-contracts", help="Also end live contracts on it (refunded)."
+    ),
+) -> None:
+    """Holder cancels the registration (all rights end); refused under live contracts unless terminated."""
+    st = state(ctx)
+    body = {"reason": why, "terminate_contracts": terminate_contracts}
+    res = st.client().resource_action(resource_id, "cancel", body)
+    output(st, res.value, resource_table(res.value), receipts=res.receipts)
+
+
 _simple("revoke", "Operator revokes the registration (reason required).", reason=True)
 _simple("publish", "Show the resource in the public catalog.")
 _simple("unpublish", "Hide the resource from the public catalog.")
@@ -469,8 +485,13 @@ def cert_verify(
     ctx: typer.Context,
     file: Path,
     verifier_key: str | None = typer.Option(None, help="Pinned exchange key (C2SP vkey)."),
+    online: bool = typer.Option(
+        False, "--online", help="Also ask the exchange for the certificate's signed current status."
+    ),
 ) -> None:
-    """Verify a certificate offline: exchange signature and ledger proof."""
+    """Verify a certificate: exchange signature and ledger proof (offline: proves registration, not
+    current status), and with --online its signed status (valid/superseded/cancelled/revoked)."""
+    from datavalley.rights.cert_status import verify_status
     from datavalley.rights.certificates import verify_certificate
 
     st = state(ctx)
@@ -481,12 +502,30 @@ def cert_verify(
     except ValueError as exc:
         raise InvalidInput(f"certificate file {file} is not JSON: {exc}", path=str(file)) from exc
     check = verify_certificate(doc, verifier_key=verifier_key)
+    status: dict[str, Any] | None = None
+    status_findings: list[str] = []
+    if online and check.ok:
+        status = st.client().certificate_status(doc["certificate_id"])
+        status_findings = verify_status(status, doc, verifier_key=verifier_key)
+    scope = (
+        "registration as of issue; current status checked online"
+        if status is not None
+        else "registration as of issue only, NOT current status (use --online)"
+    )
+    current = "—"
+    if status is not None:
+        changed = status["changed_by"]
+        current = status["status"] + (
+            f" (ledger entry {changed['ledger_index']}: {changed['type']})" if changed else ""
+        )
     output(
         st,
-        check,
+        {**asdict(check), "proves": scope, "status": status},
         kv_table(
             "certificate verification",
             [
+                ("proves", scope),
+                ("current status", current),
                 ("resource", check.resource_id),
                 ("fingerprint", check.fingerprint),
                 ("holder", check.holder),
@@ -501,6 +540,13 @@ def cert_verify(
     )
     if not check.ok:
         raise IntegrityError("certificate does not verify: " + "; ".join(check.findings))
+    if status_findings:
+        raise IntegrityError("certificate status does not verify: " + "; ".join(status_findings))
+    if status is not None and status["status"] != "valid":
+        raise Conflict(
+            f"certificate {doc['certificate_id']} is {current}: it no longer states the current registration",
+            status=status["status"],
+        )
 
 
 @catalog.command("search")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,6 +28,7 @@ from datavalley.identity.model import Principal, Role
 from datavalley.identity.service import active_key
 from datavalley.keys import decode_public_key
 from datavalley.market import accounts
+from datavalley.market.governance import check_use_allowed
 from datavalley.market.model import (
     Contract,
     ContractState,
@@ -724,6 +726,7 @@ def _refund(ctx: Context, row: ContractRow, amount: int, memo: str) -> None:
 
 def _end(ctx: Context, row: ContractRow, reason: str, *, refund: bool = True) -> None:
     """Terminate: settle a subscription's used share, refund the rest of the escrow, revoke the rights."""
+    row.termination_reason = reason  # first: revoking its rights below must not end it a second time
     if row.state == ContractState.FINALIZED:
         left = row.funded - row.released - row.refunded
         if row.price["model"] == PriceModel.SUBSCRIPTION and row.paid_until and left > 0:
@@ -784,6 +787,8 @@ def record_use(
     Raises :class:`PolicyViolation` (the policy forbids it, the contract is suspended or not live),
     :class:`BudgetExhausted` (privacy budget would be overdrawn) — in both cases nothing is recorded,
     charged or spent. With ``node_key`` a repeated call returns the first use (no double charge).
+    Before anything is metered, :func:`datavalley.market.governance.check_use_allowed` refuses uses that
+    rights, registration status or participant status no longer allow (403 or 409, ``details.reason``).
     """
     row = _get(ctx, contract_id, lock=True)
     me = ctx.principal.participant_id
@@ -810,6 +815,8 @@ def record_use(
                     {"id": seen.id, "contract": row.id, "by": me, "request": request_digest},
                 )
             return _to_use(seen, row)
+    # rights, registration and participant status, in this transaction (docs/PROTOCOL.md §7)
+    check_use_allowed(ctx, row, purpose=purpose, region=region)
     if row.state != ContractState.FINALIZED:
         raise PolicyViolation(f"contract {contract_id} is {row.state}: no use is allowed", state=row.state)
     if row.suspended:
@@ -818,12 +825,19 @@ def record_use(
         raise PolicyViolation(
             f"contract {contract_id}'s subscription is unpaid since {row.paid_until.isoformat()}"
         )
-    if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= 2**62:
         raise InvalidInput("quantity must be a positive integer", field="quantity")
     if isinstance(privacy_delta, bool) or not (
         isinstance(privacy_delta, int | float) and 0.0 <= privacy_delta < 1.0
     ):
         raise InvalidInput("privacy_delta must be a number in [0, 1)", field="privacy_delta")
+    if (
+        isinstance(privacy_cost, bool)
+        or not isinstance(privacy_cost, int | float)
+        or not math.isfinite(privacy_cost)
+        or privacy_cost < 0
+    ):
+        raise InvalidInput("privacy_cost must be a finite, non-negative number", field="privacy_cost")
     if (
         not isinstance(request_digest, str)
         or not request_digest.startswith("sha256:")

@@ -417,6 +417,10 @@ def compliance_checklist(ctx: Context, row: ProductRow) -> list[dict[str, Any]]:
         if raw_sensitive
         else "sensitive PI is never delivered raw",
     )
+    from datavalley.market.governance import budget_check
+
+    if (budget := budget_check(row.kind, row.terms)) is not None:
+        items.append(budget)  # the ε budget against max uses, with the queries each cost allows
     core = [r.id for r in res if r.effective_grade == Grade.CORE]
     check("not_core_data", not core, f"core data may never be traded: {core}" if core else "no core data")
     important = [r.id for r in res if r.effective_grade == Grade.IMPORTANT]

@@ -238,6 +238,8 @@ class ExchangeAuthoriser:
                 contract=contract_id,
                 peer=peer,
             )
+        # rights, registration and participant status at the exchange, before anything is computed
+        self.client.check_use(contract_id, purpose=t.purpose, region=self.region)
         if c.state is not ContractState.FINALIZED:
             raise PolicyViolation(
                 f"contract {contract_id} is {c.state.value}: no PSI session is allowed", contract=contract_id
@@ -627,6 +629,7 @@ def run_contract_psi(
         )
     authoriser = ExchangeAuthoriser(client, participant, region=region, usage_log=usage_log)
     terms = authoriser.terms(contract_id)
+    client.check_use(contract_id, purpose=terms.purpose, region=region)  # refused: nothing starts
     peer = responder_participant or (terms.provider if participant == terms.consumer else terms.consumer)
     peers = ExchangePeers(client)
     check_own_key(peers, participant, signing_key)

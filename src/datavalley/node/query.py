@@ -48,6 +48,7 @@ from datavalley.errors import (
 from datavalley.exchange import Exchange
 from datavalley.identity.model import Principal, Role
 from datavalley.market import contracts
+from datavalley.market.governance import check_contract_use
 from datavalley.market.model import ContractState, ProductKind
 from datavalley.market.policy import parse
 from datavalley.market.products import get_product
@@ -230,6 +231,9 @@ class QueryService:
             raise Forbidden(f"only the consumer of contract {contract_id} queries under it")
         if not principal.has(Role.CONSUMER):
             raise Forbidden("querying under a contract needs the consumer role (this token lacks it)")
+        # rights and status before anything is computed or served from the cache (re-checked when metered)
+        wanted = purpose or parse(contract.policy).purposes[0]
+        ex.read(principal, check_contract_use, contract_id, purpose=wanted, region=region)
         if contract.state != ContractState.FINALIZED:
             raise PolicyViolation(f"contract {contract_id} is {contract.state.value}: no query is allowed")
         system = Principal.system()

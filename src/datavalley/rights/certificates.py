@@ -87,8 +87,8 @@ __all__ = [
 CERTIFICATE_FORMAT: Final = "datavalley-registration-certificate/v1"
 SIGNATURE_DOMAIN: Final = b"datavalley-certificate/v1\n"
 """Prefix of the signed bytes, so a certificate signature can never be mistaken for another signature."""
-REGISTRATION_EVENT_TYPES: Final = ("resource.registered", "resource.changed")
-"""Event types that create a resource version, and so a certificate."""
+REGISTRATION_EVENT_TYPES: Final = ("resource.registered", "resource.changed", "resource.transferred")
+"""Event types that issue a certificate: a resource version's registration, or its holding transfer."""
 
 _CERTIFICATE_ID = re.compile(r"c_[0-9A-Za-z]+")
 _ISSUED_AT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?Z")
@@ -550,6 +550,7 @@ _GRADE_LABELS: Final = {
 _EVENT_LABELS: Final = {
     "resource.registered": "首次登记 / First registration",
     "resource.changed": "变更登记 / Change registration",
+    "resource.transferred": "转让登记 / Transfer registration",
 }
 
 _CSS: Final = """

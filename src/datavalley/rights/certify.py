@@ -35,9 +35,16 @@ def certificate(ctx: Context, resource_id: str, *, version: int | None = None) -
     """
     res = get_row(ctx, resource_id)
     v = version or res.version
-    row = ctx.session.execute(
-        select(CertificateRow).where(CertificateRow.resource_id == res.id, CertificateRow.version == v)
-    ).scalar_one_or_none()
+    row = (  # the newest: a holding transfer issues a new certificate for the same version
+        ctx.session.execute(
+            select(CertificateRow)
+            .where(CertificateRow.resource_id == res.id, CertificateRow.version == v)
+            .order_by(CertificateRow.event_id.desc())
+            .limit(1)
+        )
+        .scalars()
+        .first()
+    )
     if row is None:
         raise NotFound(f"resource {resource_id} has no version {v}", resource_id=resource_id, version=v)
     if row.document is not None:

@@ -449,9 +449,15 @@ def _record_version(ctx: Context, row: ResourceRow, event: str) -> None:
             event_id=event_id,
             document=None,
             created_at=ctx.now,
+            holder_id=row.provider_id,
+            status="valid",
+            status_event_id=None,
         )
     )
     ctx.session.flush()
+    from datavalley.rights.cert_status import supersede_older
+
+    supersede_older(ctx, row.id, event_id)  # a change registration supersedes the older certificates
 
 
 def change_resource(ctx: Context, resource_id: str, *, analysis: dict[str, Any]) -> Resource:
@@ -543,8 +549,16 @@ def _end_all_rights(ctx: Context, resource_id: str) -> list[str]:
     return ended
 
 
-def cancel_resource(ctx: Context, resource_id: str, *, reason: str = "") -> Resource:
-    """Cancellation by the holder: the registration ends and every right over it is revoked."""
+def cancel_resource(
+    ctx: Context, resource_id: str, *, reason: str = "", terminate_contracts: bool = False
+) -> Resource:
+    """Cancellation by the holder: the registration ends and every right over it is revoked.
+
+    Refused (409) while live contracts rest on the resource, unless ``terminate_contracts``: then they are
+    terminated with the reason and their unused prepayment refunded (docs/PROTOCOL.md §7).
+    """
+    from datavalley.market import governance
+
     require_provider(ctx, "cancelling a registration")
     row = get_row(ctx, resource_id, lock=True)
     require_holder(ctx, row, "cancelling a registration")
@@ -554,6 +568,14 @@ def cancel_resource(ctx: Context, resource_id: str, *, reason: str = "") -> Reso
         raise Conflict(
             f"resource {resource_id} is frozen by an objection; the operator must resolve it first"
         )
+    count, live = governance.live_contracts_on_resource(ctx, row.id)
+    if count and not terminate_contracts:
+        raise Conflict(
+            f"resource {resource_id} backs {count} live contract(s) {live}: cancel with "
+            "terminate_contracts=true to terminate them and refund their unused prepayment",
+            resource_id=resource_id,
+            contracts=live,
+        )
     row.status, row.published, row.updated_at = ResourceStatus.CANCELLED.value, False, ctx.now
     sync_search(ctx.session, row)
     ended = _end_all_rights(ctx, row.id)
@@ -562,6 +584,7 @@ def cancel_resource(ctx: Context, resource_id: str, *, reason: str = "") -> Reso
         [row.id, row.provider_id],
         {"resource": row.id, "rights_ended": ended, "reason_digest": digest(reason) if reason else None},
     )
+    governance.on_registration_ended(ctx, row.id, cause="resource.cancelled", reason=reason or "cancelled")
     return to_resource(row)
 
 
@@ -586,6 +609,9 @@ def _revoke(ctx: Context, row: ResourceRow, reason: str) -> None:
         [row.id, row.provider_id],
         {"resource": row.id, "rights_ended": ended, "reason_digest": digest(reason)},
     )
+    from datavalley.market import governance
+
+    governance.on_registration_ended(ctx, row.id, cause="resource.revoked", reason=reason)
 
 
 def set_published(ctx: Context, resource_id: str, *, published: bool) -> Resource:
@@ -664,6 +690,9 @@ def file_objection(ctx: Context, resource_id: str, *, reason: str) -> Objection:
         [row.id, o.id, o.objector_id],
         {"objection": o.id, "resource": row.id, "reason_digest": digest(o.reason)},
     )
+    from datavalley.market import governance
+
+    governance.notify_resource_frozen(ctx, row.id, o.id, frozen=True)
     return to_objection(o)
 
 
@@ -690,6 +719,9 @@ def resolve_objection(ctx: Context, objection_id: str, *, upheld: bool, resoluti
     elif not _open_objections(row):
         row.status, row.updated_at = ResourceStatus.REGISTERED.value, ctx.now
         sync_search(ctx.session, row)
+        from datavalley.market import governance
+
+        governance.notify_resource_frozen(ctx, row.id, o.id, frozen=False)
     return to_objection(o)
 
 

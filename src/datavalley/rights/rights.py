@@ -301,6 +301,9 @@ def transfer_holding(
             "rights": [m.id for m in moved],
         },
     )
+    from datavalley.rights.cert_status import issue_on_transfer
+
+    issue_on_transfer(ctx, res)  # the new holder's certificate; the previous holder's is superseded
     return moved
 
 
@@ -359,6 +362,10 @@ def revoke_right(ctx: Context, right_id: str, *, reason: str = "") -> list[Right
             "reason_digest": digest(reason) if reason else None,
         },
     )
+    from datavalley.market import governance
+
+    why = f"right {row.id} revoked" + (f": {reason}" if reason else "")
+    governance.end_contracts_on_rights(ctx, [r.id for r in revoked], reason=why)
     return [to_right(r) for r in revoked]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from datavalley.store.base import Base, BigId, UTCDateTime
@@ -176,8 +176,11 @@ class CertificateRow(Base):
     # The signed document once issued (receipts exist only after the event is sequenced).
     document: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-    __table_args__ = (UniqueConstraint("resource_id", "version", name="uq_certificates_resource_version"),)
+    # A version has one certificate per holder: a holding transfer issues a new one (migration 0004).
+    holder_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # valid | superseded | cancelled | revoked, and the event (ledger entry) that set it.
+    status: Mapped[str] = mapped_column(String(16), server_default="valid")
+    status_event_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class RuleSetRow(Base):
