@@ -25,14 +25,15 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from datavalley.errors import Conflict, Forbidden, InvalidInput, NotFound, PolicyViolation
+from datavalley.errors import Forbidden, InvalidInput, PolicyViolation
 from datavalley.exchange import Exchange
 from datavalley.identity.model import Principal
 from datavalley.market import contracts
 from datavalley.market.model import ContractState, ProductKind
 from datavalley.market.policy import parse
 from datavalley.market.products import get_product
-from datavalley.node.registry import FingerprintCache, NodeRegistry
+from datavalley.node.registry import NodeRegistry
+from datavalley.node.sources import SourceResolver, choose_engine
 from datavalley.privacy import DuckDBEngine, PrivacyRules, ProductSchema, TableSpec, compile_query, release
 from datavalley.rights.registration import get_resource
 
@@ -76,6 +77,13 @@ def _rule_kwargs(extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _spark_engine(sources: dict[str, str]) -> Any:
+    from datavalley.node.sources import spark_session
+    from datavalley.privacy.spark import SparkEngine
+
+    return SparkEngine(sources, spark=spark_session(), timeout_s=120.0)
+
+
 class QueryService:
     """Private SQL on this node's registered data, metered against the exchange's contracts."""
 
@@ -84,9 +92,9 @@ class QueryService:
         home = home or exchange.settings.home
         self.registry = NodeRegistry(home)
         self.cache = ReleaseCache(home / "node" / "releases.db")
-        self._engines: OrderedDict[tuple[tuple[str, str], ...], DuckDBEngine] = OrderedDict()
+        self._engines: OrderedDict[tuple[object, ...], Any] = OrderedDict()
         self._lock = threading.Lock()
-        self._fingerprints = FingerprintCache()
+        self.sources = SourceResolver(home, self.registry)
 
     def close(self) -> None:
         with self._lock:
@@ -95,14 +103,14 @@ class QueryService:
             self._engines.clear()
         self.cache.close()
 
-    def _engine(self, sources: dict[str, str]) -> DuckDBEngine:
-        key = tuple(sorted(sources.items()))
+    def _engine(self, sources: dict[str, str], kind: str = "duckdb") -> Any:
+        key = (kind, *sorted(sources.items()))
         with self._lock:
             engine = self._engines.get(key)
             if engine is not None:
                 self._engines.move_to_end(key)
                 return engine
-            engine = DuckDBEngine(sources)
+            engine = DuckDBEngine(sources) if kind == "duckdb" else _spark_engine(sources)
             self._engines[key] = engine
             while len(self._engines) > MAX_ENGINES:
                 self._engines.popitem(last=False)[1].close()
@@ -140,22 +148,9 @@ class QueryService:
         specs, sources, version = [], {}, []
         for name, rid in sorted(tables.items()):
             res = ex.read(system, get_resource, rid)
-            try:
-                loc = self.registry.get(rid)
-            except NotFound:
-                raise Conflict(
-                    f"resource {rid} is not held by this node; its data cannot be queried here"
-                ) from None
-            if loc.kind != "file":
-                raise Conflict(f"resource {rid} lives in a database; private SQL runs on file sources here")
-            current = self._fingerprints.current(loc.location, loc.format)
-            if current != res.fingerprint:
-                raise Conflict(
-                    f"the node's copy of resource {rid} is not the registered version "
-                    f"({current[:20]}… ≠ {res.fingerprint[:20]}…): register the change first"
-                )
+            snap = self.sources.snapshot(rid, res.fingerprint)  # any source family; refuses changed data
             specs.append(TableSpec(name, {c: t for c, t in res.schema}))
-            sources[name] = loc.location
+            sources[name] = str(snap.path)
             version.append(f"{rid}={res.fingerprint}")
         privacy = product.terms.get("privacy") or {}
         extra = dict(privacy.get("rules") or {})
@@ -179,7 +174,7 @@ class QueryService:
             left = None if terms.privacy_budget is None else terms.privacy_budget - now.budget_spent
             uses_left = None if terms.max_uses is None else terms.max_uses - now.uses
             return {**cached, "cached": True, "charged": 0.0, "budget_left": left, "uses_left": uses_left}
-        exact = self._engine(sources).run(q)
+        exact = self._engine(sources, choose_engine(ex.settings.node_engine, product.terms)).run(q)
         cost = q.cost.epsilon if q.cost.epsilon is not None else (q.cost.rho or 0.0)
         use = ex.run(
             principal,

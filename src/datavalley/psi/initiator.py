@@ -362,6 +362,7 @@ class _Run:
             int(released["count"]),
             {str(k): int(v) for k, v in released["sums"].items()},
             str(released["mechanism"]),
+            {str(k): str(v) for k, v in (released.get("definitions") or {}).items()},
         )
 
     def usage(

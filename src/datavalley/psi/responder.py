@@ -467,7 +467,9 @@ class PsiNode:
         limits = [count * (bounds[c].upper - bounds[c].lower) for c in s.request.columns]
         shifted = self.workers.run(elgamal.decrypt, s.xs, ciphertext, limits)
         sums = {c: v + count * bounds[c].lower for c, v in zip(s.request.columns, shifted, strict=True)}
-        exact = ExactAggregate(s.grant.contract_id, s.id, count, sums, bounds)
+        wanted = {"count", *s.request.columns}
+        definitions = {k: v for k, v in s.grant.definitions.items() if k in wanted}
+        exact = ExactAggregate(s.grant.contract_id, s.id, count, sums, bounds, definitions)
         released = self.release(exact)
         answer = released.to_dict()
         s.result_size = count
