@@ -58,7 +58,12 @@ def test_json_file_with_lines_and_jsonl_agree(tmp_path: Path) -> None:
 
 def test_nested_objects_are_flattened_and_scalar_lists_kept(tmp_path: Path) -> None:
     rows = [
-        {"id": 1, "owner": {"name": "张三", "addr": {"city": "北京"}}, "tags": ["a", "b"], "trips": [{"km": 3}]},
+        {
+            "id": 1,
+            "owner": {"name": "张三", "addr": {"city": "北京"}},
+            "tags": ["a", "b"],
+            "trips": [{"km": 3}],
+        },
         {"id": 2, "owner": {"name": "李四"}, "tags": [], "trips": []},
     ]
     path = tmp_path / "nested.json"
@@ -110,7 +115,12 @@ def test_csv_encodings_are_detected_and_never_mangle_chinese(tmp_path: Path, enc
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.lists(st.text(alphabet="张三李四王五北京上海广州中文数据交易所测试abc123 ", min_size=1, max_size=12), min_size=1))
+@given(
+    st.lists(
+        st.text(alphabet="张三李四王五北京上海广州中文数据交易所测试abc123 ", min_size=1, max_size=12),
+        min_size=1,
+    )
+)
 def test_gb18030_round_trip_property(tmp_path_factory: pytest.TempPathFactory, names: list[str]) -> None:
     """Any Chinese text written as GB18030 reads back exactly as it was written."""
     tmp = tmp_path_factory.mktemp("gb")
@@ -142,7 +152,9 @@ def test_explicit_latin1_encoding(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("delimiter", "quote"), [(";", '"'), ("\t", '"'), ("|", "'"), (",", '"')])
 def test_csv_dialect_is_detected_and_pinned(tmp_path: Path, delimiter: str, quote: str) -> None:
     path = tmp_path / "d.csv"
-    body = "".join(f"{r['id']}{delimiter}{quote}{r['name']}{delimiter}x{quote}{delimiter}{r['city']}\n" for r in ROWS)
+    body = "".join(
+        f"{r['id']}{delimiter}{quote}{r['name']}{delimiter}x{quote}{delimiter}{r['city']}\n" for r in ROWS
+    )
     path.write_text(f"id{delimiter}name{delimiter}city\n{body}", "utf-8")
     src = open_source(path)
     assert (src.option("delimiter"), src.option("quote")) == (delimiter, quote)
@@ -190,7 +202,9 @@ def _xlsx(path: Path, rows: list[list[object]], sheet: str = "数据") -> Path:
 
 
 def test_xlsx_matches_csv(tmp_path: Path) -> None:
-    path = _xlsx(tmp_path / "a.xlsx", [["id", "name", "city"]] + [[r["id"], r["name"], r["city"]] for r in ROWS])
+    path = _xlsx(
+        tmp_path / "a.xlsx", [["id", "name", "city"]] + [[r["id"], r["name"], r["city"]] for r in ROWS]
+    )
     src = open_source(path)
     assert src.format is SourceFormat.XLSX
     with connect(src) as conn:
@@ -237,7 +251,9 @@ def test_sqlite_table_and_view_agree_with_csv(tmp_path: Path) -> None:
     db = tmp_path / "shop.db"
     with sqlite3.connect(db) as c:
         c.execute("CREATE TABLE people (id INTEGER, name TEXT, city TEXT, secret TEXT)")
-        c.executemany("INSERT INTO people VALUES (?, ?, ?, 'x')", [(r["id"], r["name"], r["city"]) for r in ROWS])
+        c.executemany(
+            "INSERT INTO people VALUES (?, ?, ?, 'x')", [(r["id"], r["name"], r["city"]) for r in ROWS]
+        )
         c.execute("CREATE VIEW people_v AS SELECT id, name, city FROM people")
     with connect(open_source(f"sqlite:///{db}", table="people_v")) as conn:
         assert conn.schema.names == ("id", "name", "city")

@@ -165,7 +165,10 @@ def test_aggregate_release_is_noised_near_the_truth_charged_once_and_the_budget_
     # clamped to the per-ID bounds [0, 4000] before encryption
     assert exact.sums["fare_cny"] == sum(min(max(sum(deal.fares[p]), 0), 4000) for p in deal.truth)
     assert any(len(deal.fares[p]) > 1 for p in deal.truth)  # drivers with several trips are covered
-    assert "SUM(fare_cny) over all of the provider's rows of each ID" in outcome.aggregate.definitions["fare_cny"]
+    assert (
+        "SUM(fare_cny) over all of the provider's rows of each ID"
+        in outcome.aggregate.definitions["fare_cny"]
+    )
     assert "[0, 4000]" in outcome.aggregate.definitions["fare_cny"]
     assert "distinct matched IDs" in outcome.aggregate.definitions["count"]
     plan = release_scales(10.0, exact.bounds)

@@ -37,8 +37,7 @@ import csv
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -158,7 +157,9 @@ def open_source(
     given = dict(options or {})
     if "://" in text:
         if given:
-            raise SourceError(text.split("@")[-1], f"reader options {sorted(given)} do not apply to databases")
+            raise SourceError(
+                text.split("@")[-1], f"reader options {sorted(given)} do not apply to databases"
+            )
         return _open_database(text, table)
     if table is not None:
         raise SourceError(text, "a table name only applies to database URLs")

@@ -256,7 +256,9 @@ def _psi_terms(value: Any, *, aggregate: bool) -> dict[str, Any]:
         raise InvalidInput("aggregate PSI needs at least one bounded column", field="terms.psi.columns")
     aggregates = value.get("aggregates") or {}
     if not isinstance(aggregates, dict):
-        raise InvalidInput("terms.psi.aggregates maps names to {function, column}", field="terms.psi.aggregates")
+        raise InvalidInput(
+            "terms.psi.aggregates maps names to {function, column}", field="terms.psi.aggregates"
+        )
     out_aggs = {}
     for name, spec in aggregates.items():
         if name not in out_cols:

@@ -54,4 +54,6 @@ def registration_payload(a: Analysis) -> dict[str, Any]:
 def location_of(src: Source, fingerprint: str) -> Location:
     """Where the node keeps a registered source."""
     kind = "database" if src.kind == SourceKind.DATABASE else "file"
-    return Location(kind, src.url or src.location, src.format.value, src.table, fingerprint, dict(src.options))
+    return Location(
+        kind, src.url or src.location, src.format.value, src.table, fingerprint, dict(src.options)
+    )
