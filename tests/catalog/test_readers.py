@@ -165,9 +165,8 @@ def test_csv_dialect_is_detected_and_pinned(tmp_path: Path, delimiter: str, quot
 def test_malformed_csv_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "ragged.csv"
     path.write_text('id,name\n1,"unterminated\n2,x\n', "utf-8")
-    with pytest.raises(SourceError, match=r"ragged\.csv: cannot read"):
-        with connect(open_source(path)) as conn:
-            conn.execute("SELECT * FROM source")
+    with pytest.raises(SourceError, match=r"ragged\.csv: cannot read"), connect(open_source(path)) as conn:
+        conn.execute("SELECT * FROM source")
     with pytest.raises(SourceError, match="delimiter must be one character"):
         open_source(path, options={"delimiter": ";;"})
     with pytest.raises(SourceError, match=r"options \['sheet'\] do not apply to csv"):
