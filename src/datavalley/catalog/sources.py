@@ -45,6 +45,7 @@ from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import unquote
 
 import duckdb
 import pyarrow as pa
@@ -274,6 +275,17 @@ def _csv_options(path: Path, shown: str, given: dict[str, str]) -> dict[str, str
     return out
 
 
+def sqlite_path(url: sa.engine.URL | str) -> str:
+    """The database file of an SQLite URL, also of the read-only ``file:...?mode=ro`` form stored for
+    registered sources."""
+    if isinstance(url, str):
+        url = sa.engine.make_url(url)
+    database = unquote(url.database or "")
+    if url.query.get("uri") and database.startswith("file:"):
+        database = database[len("file:") :].split("?", 1)[0]
+    return database
+
+
 def _open_database(url_text: str, table: str | None) -> Source:
     try:
         url = sa.engine.make_url(url_text)
@@ -283,9 +295,10 @@ def _open_database(url_text: str, table: str | None) -> Source:
     backend = url.get_backend_name()
     if backend == "sqlite":
         fmt = SourceFormat.SQLITE
-        if not url.database or url.database == ":memory:":
+        database = sqlite_path(url)
+        if not database or database == ":memory:":
             raise SourceError(shown, "an SQLite source needs a database file path")
-        db_path = Path(url.database)
+        db_path = Path(database)
         if not db_path.is_file():
             raise SourceError(shown, "SQLite database file does not exist")
         # Read-only: analysis must never modify the provider's database.

@@ -86,9 +86,9 @@ def _change_key(loc: Location) -> tuple[object, ...] | None:
     if loc.kind == "file":
         paths = [loc.location]
     elif loc.format == "sqlite":
-        from sqlalchemy.engine import make_url
+        from datavalley.catalog.sources import sqlite_path
 
-        db = make_url(loc.location).database or ""
+        db = sqlite_path(loc.location)
         paths = [db, db + "-wal"]
     else:
         return None

@@ -567,6 +567,8 @@ class PsiNode:
                 finished_at=self.clock(),
             )
             self.authoriser.record(usage)
+        if s.producer is not None and s.producer is not threading.current_thread():
+            s.producer.join(timeout=10)  # cancelled: it stops at its next batch
         shutil.rmtree(s.directory, ignore_errors=True)
         s.secret = b""
         s.xs = []
