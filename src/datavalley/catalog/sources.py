@@ -493,10 +493,12 @@ def _flatten(conn: SourceConnection) -> None:
     select: list[str] = []
     names: list[str] = []
 
-    def walk(name: str, expr: str, typ: duckdb.typing.DuckDBPyType) -> None:
+    def walk(name: str, expr: str, typ: duckdb.sqltypes.DuckDBPyType) -> None:
         if typ.id == "struct":
             for child, child_type in typ.children:
-                walk(f"{name}.{child}", f"struct_extract({expr}, {quote_literal(child)})", child_type)
+                assert isinstance(child_type, duckdb.sqltypes.DuckDBPyType)
+                key = str(child)
+                walk(f"{name}.{key}", f"struct_extract({expr}, {quote_literal(key)})", child_type)
             return
         if typ.id in ("map", "union") or (typ.id in ("list", "array") and typ.child.id in _NESTED_IDS):
             expr = f"CAST(to_json({expr}) AS VARCHAR)"
