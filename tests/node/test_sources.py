@@ -261,3 +261,35 @@ def test_private_sql_on_a_sqlite_table_with_duckdb_and_spark(
     for _, contract in answers.values():
         with pytest.raises(Conflict, match="not the registered version"):
             insurer.client.query(contract, "SELECT COUNT(*) AS n FROM trips", epsilon=1.0)
+
+
+def test_product_terms_validate_engine_and_psi_aggregates() -> None:
+    from datavalley.market.model import ProductKind
+    from datavalley.market.products import parse_terms
+
+    base = {"purposes": ["p"], "privacy": {"min_group_size": 5, "epsilon": 1.0}}
+    assert parse_terms(ProductKind.PRIVATE_ANALYTICS, {**base, "engine": "spark"})["engine"] == "spark"
+    with pytest.raises(InvalidInput, match=r"terms\.engine"):
+        parse_terms(ProductKind.PRIVATE_ANALYTICS, {**base, "engine": "presto"})
+    psi = {
+        "purposes": ["p"],
+        "psi_modes": ["aggregate"],
+        "privacy": {"epsilon": 2.0},
+        "psi": {
+            "id_column": "phone",
+            "id_kind": "phone",
+            "columns": {"fares": [0, 500], "trips": [0, 9]},
+            "aggregates": {"fares": {"function": "sum", "column": "fare"}, "trips": {"function": "count"}},
+        },
+    }
+    terms = parse_terms(ProductKind.SET_INTERSECTION, psi)["psi"]
+    got = psi_aggregates(terms)
+    assert (got["fares"].function, got["fares"].column, got["fares"].upper) == ("sum", "fare", 500)
+    assert (got["trips"].function, got["trips"].column) == ("count", None)
+    assert "SUM(fare) over all of the provider's rows of each ID" in got["fares"].describe()
+    bad = {**psi, "psi": {**psi["psi"], "aggregates": {"fares": {"function": "median", "column": "f"}}}}
+    with pytest.raises(InvalidInput, match="must be"):
+        parse_terms(ProductKind.SET_INTERSECTION, bad)
+    unbounded = {**psi, "psi": {**psi["psi"], "aggregates": {"x": {"function": "count"}}}}
+    with pytest.raises(InvalidInput, match=r"needs its per-ID bounds in terms\.psi\.columns\.x"):
+        parse_terms(ProductKind.SET_INTERSECTION, unbounded)
