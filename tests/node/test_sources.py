@@ -293,3 +293,31 @@ def test_product_terms_validate_engine_and_psi_aggregates() -> None:
     unbounded = {**psi, "psi": {**psi["psi"], "aggregates": {"x": {"function": "count"}}}}
     with pytest.raises(InvalidInput, match=r"needs its per-ID bounds in terms\.psi\.columns\.x"):
         parse_terms(ProductKind.SET_INTERSECTION, unbounded)
+
+
+def test_cli_analyze_takes_reader_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    from datavalley.cli.main import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        old, sys.argv = sys.argv, ["datavalley", "--json", *args]
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        finally:
+            sys.argv = old
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    path = tmp_path / "l.csv"
+    path.write_bytes("id|name\n1|Zoë\n2|Åsa\n".encode("latin-1"))
+    code, _, err = run("resources", "analyze", str(path))
+    assert code != 0 and "cannot detect the text encoding" in err and "Traceback" not in err
+    code, out, _ = run("resources", "analyze", str(path), "--option", "encoding=latin-1")
+    assert code == 0 and json.loads(out)["row_count"] == 2
+    assert [c for c, _ in json.loads(out)["schema"]] == ["id", "name"]
+    code, _, err = run("resources", "analyze", str(path), "--option", "encoding")
+    assert code != 0 and "--option must be KEY=VALUE" in err
