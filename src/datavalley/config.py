@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,6 +26,7 @@ SETTINGS_TABLE: tuple[tuple[str, str, str], ...] = (
         "DATAVALLEY_MARKET_FEE_BPS",
         "exchange fee on every release to a provider, in basis points",
     ),
+    ("node_engine", "DATAVALLEY_NODE_ENGINE", "private SQL engine of the node: duckdb or spark"),
 )
 
 
@@ -41,6 +43,7 @@ class Settings(BaseSettings):
     max_token_ttl_days: int = Field(default=366, ge=1)
     sequence_batch: int = Field(default=10_000, ge=1)
     market_fee_bps: int = Field(default=200, ge=0, le=5_000)
+    node_engine: Literal["duckdb", "spark"] = "duckdb"
 
     @property
     def resolved_database_url(self) -> str:

@@ -320,6 +320,12 @@ def act_ledger(s: Story) -> None:
 
 #: The story, act by act, in order. Add an act with ONE line just before ``act_ledger`` (the final
 #: verification): a function taking the :class:`Story`, numbering its steps with ``n()``.
+def act_sources(s: Story) -> None:
+    from datavalley.node.sources_demo import sources_act
+
+    s.facts.update(sources_act(s.home, s.console, s.op, s.people))
+
+
 def act_governance(s: Story) -> None:
     from datavalley.market.governance_demo import governance_act
 
@@ -333,6 +339,7 @@ ACTS: tuple[Callable[[Story], None], ...] = (
     act_analytics,
     act_settlement,
     act_psi,
+    act_sources,
     act_governance,
     act_pictures,
     act_ledger,

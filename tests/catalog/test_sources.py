@@ -52,8 +52,8 @@ def test_explicit_format_overrides_extension(tmp_path: Path) -> None:
 
 
 def test_unknown_explicit_format(tmp_path: Path) -> None:
-    with pytest.raises(SourceError, match=r"unknown format 'xlsx'"):
-        open_source(_csv(tmp_path), format="xlsx")
+    with pytest.raises(SourceError, match=r"unknown format 'xls'"):
+        open_source(_csv(tmp_path), format="xls")
 
 
 def test_missing_file_names_path(tmp_path: Path) -> None:

@@ -161,10 +161,16 @@ def test_aggregate_release_is_noised_near_the_truth_charged_once_and_the_budget_
     assert outcome.cardinality == len(deal.truth) and outcome.aggregate is not None
     [exact] = auth.exact
     assert exact.count == len(deal.truth) and exact.bounds == {"fare_cny": Bounds(0, 4000)}
-    # IDs are de-duplicated: each matched driver contributes the fare of one of its trips
-    low = sum(min(deal.fares[p]) for p in deal.truth)
-    high = sum(max(deal.fares[p]) for p in deal.truth)
-    assert low <= exact.sums["fare_cny"] <= high
+    # pre-aggregated per ID: each matched driver contributes the SUM of the fares of all its trips,
+    # clamped to the per-ID bounds [0, 4000] before encryption
+    assert exact.sums["fare_cny"] == sum(min(max(sum(deal.fares[p]), 0), 4000) for p in deal.truth)
+    assert any(len(deal.fares[p]) > 1 for p in deal.truth)  # drivers with several trips are covered
+    assert (
+        "SUM(fare_cny) over all of the provider's rows of each ID"
+        in outcome.aggregate.definitions["fare_cny"]
+    )
+    assert "[0, 4000]" in outcome.aggregate.definitions["fare_cny"]
+    assert "distinct matched IDs" in outcome.aggregate.definitions["count"]
     plan = release_scales(10.0, exact.bounds)
     assert sum(cost for _, _, cost in plan.values()) <= 10.0
     released = outcome.aggregate
@@ -395,8 +401,14 @@ def test_authorise_grants_the_provider_its_resource_and_bounds_and_the_consumer_
     c, size = deal.contract.id, 10
     grant = provider.authorise(c, deal.consumer.participant_id, Mode.AGGREGATE, size)
     assert grant == Grant(
-        c, Mode.AGGREGATE, deal.consumer.participant_id, deal.resource_id, {"fare_cny": Bounds(0, 4000)}
+        c,
+        Mode.AGGREGATE,
+        deal.consumer.participant_id,
+        deal.resource_id,
+        {"fare_cny": Bounds(0, 4000)},
+        definitions=provider.terms(c).definitions(),
     )
+    assert set(grant.definitions) == {"count", "fare_cny"}
     assert provider.authorise(c, deal.consumer.participant_id, Mode.CARDINALITY, size).columns == {}
     assert consumer.authorise(c, deal.provider.participant_id, Mode.AGGREGATE, size) == Grant(
         c, Mode.AGGREGATE, deal.consumer.participant_id

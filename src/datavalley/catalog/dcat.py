@@ -86,6 +86,8 @@ _FORMAT_LABELS: dict[str, str] = {
     "csv": "CSV",
     "parquet": "Apache Parquet",
     "jsonl": "JSON Lines",
+    "json": "JSON",
+    "xlsx": "Excel workbook (.xlsx)",
     "sql": "SQL database table",
 }
 # IANA-registered media types only (JSON Lines has none; a database table is not a media type).

@@ -1,7 +1,23 @@
 """Open a provider's data source for analysis with DuckDB, without letting DuckDB touch anything else.
 
-Supported: CSV, Parquet and JSON-lines files (by extension or explicit ``format``), and one table of a SQL
-database named by a SQLAlchemy URL (``sqlite:///path``, ``postgresql://user@host/db``).
+Supported (by extension or explicit ``format``): CSV, Parquet, JSON (a top-level array of objects *or*
+JSON lines, told apart by the first byte), JSON lines, Excel ``.xlsx`` (python-calamine), and one table or
+view of a SQL database named by a SQLAlchemy URL (``sqlite:///path``, ``postgresql://user@host/db``).
+
+Reading rules (docs/SOURCES.md):
+
+* **CSV encoding** is detected, never guessed silently: a UTF-8 or UTF-16 byte-order mark decides; else the
+  whole file must decode as UTF-8, else as GB18030 (a superset of GBK and GB2312, common in China); else
+  the source is refused and ``encoding=`` must be given. Non-UTF-8 files are transcoded to UTF-8 in the
+  connection's scratch directory before DuckDB reads them, so Chinese text is never mangled.
+* **CSV dialect** (delimiter and quote character) is detected from the first 64 KiB with Python's
+  ``csv.Sniffer`` restricted to ``, \t ; |`` and then passed to DuckDB explicitly, together with
+  ``header = true``; ``delimiter=`` / ``quote=`` override it. The detected dialect and encoding are pinned
+  in :attr:`Source.options`, so every later read of a registered source uses the same ones.
+* **Nested values** (JSON objects, Parquet structs) are flattened: a struct column ``a`` with field ``b``
+  becomes the column ``a.b`` (recursively: ``a.b.c``); lists of scalars stay lists; lists of structs or
+  lists, maps and unions become their JSON text. A flattened name that collides with another column is
+  refused.
 
 SQL databases are read through SQLAlchemy in batches into Arrow and copied into the private in-memory
 DuckDB database. DuckDB's own ``sqlite`` and ``postgres`` scanners are not used: they are downloadable
@@ -16,10 +32,12 @@ write any other file, load extensions or reach the network.
 
 from __future__ import annotations
 
+import codecs
+import csv
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -27,6 +45,7 @@ from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import duckdb
 import sqlalchemy as sa
@@ -64,6 +83,8 @@ class SourceFormat(StrEnum):
     CSV = "csv"
     PARQUET = "parquet"
     JSONL = "jsonl"
+    JSON = "json"
+    XLSX = "xlsx"
     SQLITE = "sqlite"
     POSTGRESQL = "postgresql"
 
@@ -76,7 +97,8 @@ _EXTENSIONS: dict[str, SourceFormat] = {
     ".pq": SourceFormat.PARQUET,
     ".jsonl": SourceFormat.JSONL,
     ".ndjson": SourceFormat.JSONL,
-    ".json": SourceFormat.JSONL,
+    ".json": SourceFormat.JSON,
+    ".xlsx": SourceFormat.XLSX,
 }
 _COMPRESSION_SUFFIXES = (".gz", ".zst")
 
@@ -94,6 +116,12 @@ class Source:
     format: SourceFormat
     table: str | None = None
     url: str | None = field(default=None, repr=False, compare=False)
+    #: Reader options, sorted: CSV ``encoding``, ``delimiter``, ``quote``; XLSX ``sheet``.
+    options: tuple[tuple[str, str], ...] = ()
+
+    def option(self, name: str, default: str | None = None) -> str | None:
+        """The reader option ``name`` (or ``default``)."""
+        return dict(self.options).get(name, default)
 
 
 def _format_from_name(path: Path) -> SourceFormat | None:
@@ -104,20 +132,37 @@ def _format_from_name(path: Path) -> SourceFormat | None:
     return _EXTENSIONS.get(os.path.splitext(name)[1])
 
 
+_OPTIONS: dict[SourceFormat, frozenset[str]] = {
+    SourceFormat.CSV: frozenset({"encoding", "delimiter", "quote"}),
+    SourceFormat.XLSX: frozenset({"sheet"}),
+}
+
+
 def open_source(
-    location: str | os.PathLike[str], *, format: str | None = None, table: str | None = None
+    location: str | os.PathLike[str],
+    *,
+    format: str | None = None,
+    table: str | None = None,
+    options: Mapping[str, str] | None = None,
 ) -> Source:
-    """Describe and check a data source without reading its rows.
+    """Describe and check a data source; for CSV, detect (and pin) its encoding and dialect.
 
     ``location`` is a file path or a SQLAlchemy URL (``sqlite:///...``, ``postgresql://...``);
-    ``format`` overrides the file extension (``csv``, ``parquet``, ``jsonl``); ``table`` is required for
-    databases.
+    ``format`` overrides the file extension (``csv``, ``parquet``, ``json``, ``jsonl``, ``xlsx``);
+    ``table`` (a table or view) is required for databases; ``options`` are reader options (CSV
+    ``encoding``, ``delimiter``, ``quote``; XLSX ``sheet``) that override detection.
 
     Raises:
-        SourceError: unknown format, missing or unreadable file, directory, empty file, missing table.
+        SourceError: unknown format or option, missing or unreadable file, directory, empty file,
+            undetectable encoding, missing table.
     """
     text = os.fspath(location)
+    given = dict(options or {})
     if "://" in text:
+        if given:
+            raise SourceError(
+                text.split("@")[-1], f"reader options {sorted(given)} do not apply to databases"
+            )
         return _open_database(text, table)
     if table is not None:
         raise SourceError(text, "a table name only applies to database URLs")
@@ -127,7 +172,9 @@ def open_source(
         try:
             fmt = SourceFormat(format.lower())
         except ValueError:
-            raise SourceError(shown, f"unknown format {format!r}; use csv, parquet or jsonl") from None
+            raise SourceError(
+                shown, f"unknown format {format!r}; use csv, parquet, json, jsonl or xlsx"
+            ) from None
         if fmt in (SourceFormat.SQLITE, SourceFormat.POSTGRESQL):
             raise SourceError(shown, f"format {format!r} needs a database URL, not a file path")
     else:
@@ -145,7 +192,100 @@ def open_source(
         raise SourceError(shown, "file is not readable (permission denied)")
     if path.stat().st_size == 0:
         raise SourceError(shown, "file is empty (0 bytes)")
-    return Source(SourceKind.FILE, shown, fmt)
+    unknown = sorted(set(given) - _OPTIONS.get(fmt, frozenset()))
+    if unknown:
+        raise SourceError(shown, f"reader options {unknown} do not apply to {fmt.value} files")
+    if fmt is SourceFormat.CSV:
+        given = _csv_options(path, shown, given)
+    return Source(SourceKind.FILE, shown, fmt, options=tuple(sorted(given.items())))
+
+
+# --- CSV encoding and dialect ----------------------------------------------------------------------
+
+_SNIFF_BYTES = 64 * 1024
+_DELIMITERS = ",\t;|"
+
+
+def _compressed(path: Path) -> bool:
+    return path.name.lower().endswith(_COMPRESSION_SUFFIXES)
+
+
+def detect_encoding(path: Path) -> str | None:
+    """``utf-8``, ``utf-8-sig``, ``utf-16`` or ``gb18030`` for the file's text, or None if none fits.
+
+    A byte-order mark decides; otherwise the whole file is decoded (streamed) as UTF-8, then GB18030.
+    """
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    for encoding in ("utf-8", "gb18030"):
+        if _decodes(path, encoding):
+            return encoding
+    return None
+
+
+def _decodes(path: Path, encoding: str) -> bool:
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                decoder.decode(chunk)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _csv_options(path: Path, shown: str, given: dict[str, str]) -> dict[str, str]:
+    if _compressed(path):  # DuckDB decompresses; compressed files are read as UTF-8 with its own sniffer
+        return given
+    out = dict(given)
+    if "encoding" in out:
+        try:
+            out["encoding"] = codecs.lookup(out["encoding"]).name
+        except LookupError:
+            raise SourceError(shown, f"unknown encoding {out['encoding']!r}") from None
+        if not _decodes(path, out["encoding"]):
+            raise SourceError(shown, f"file is not valid {out['encoding']} text")
+    else:
+        found = detect_encoding(path)
+        if found is None:
+            raise SourceError(
+                shown,
+                "cannot detect the text encoding: the file is neither UTF-8/UTF-16 nor GB18030 (GBK); "
+                "pass encoding=",
+            )
+        out["encoding"] = found
+    for name in ("delimiter", "quote"):
+        if name in out and len(out[name]) != 1:
+            raise SourceError(shown, f"{name} must be one character, got {out[name]!r}")
+    if "delimiter" not in out or "quote" not in out:
+        with path.open("r", encoding=out["encoding"], errors="strict", newline="") as fh:
+            sample = fh.read(_SNIFF_BYTES)
+        if len(sample) == _SNIFF_BYTES and "\n" in sample:
+            sample = sample[: sample.rindex("\n") + 1]  # whole lines only
+        try:
+            dialect = csv.Sniffer().sniff(sample, delimiters=_DELIMITERS)
+            delimiter, quote = dialect.delimiter, dialect.quotechar or '"'
+        except csv.Error:  # one column, or nothing to tell: the RFC 4180 defaults
+            delimiter, quote = ",", '"'
+        out.setdefault("delimiter", delimiter)
+        out.setdefault("quote", quote)
+    return out
+
+
+def sqlite_path(url: sa.engine.URL | str) -> str:
+    """The database file of an SQLite URL, also of the read-only ``file:...?mode=ro`` form stored for
+    registered sources."""
+    if isinstance(url, str):
+        url = sa.engine.make_url(url)
+    database = unquote(url.database or "")
+    if url.query.get("uri") and database.startswith("file:"):
+        database = database[len("file:") :].split("?", 1)[0]
+    return database
 
 
 def _open_database(url_text: str, table: str | None) -> Source:
@@ -157,9 +297,10 @@ def _open_database(url_text: str, table: str | None) -> Source:
     backend = url.get_backend_name()
     if backend == "sqlite":
         fmt = SourceFormat.SQLITE
-        if not url.database or url.database == ":memory:":
+        database = sqlite_path(url)
+        if not database or database == ":memory:":
             raise SourceError(shown, "an SQLite source needs a database file path")
-        db_path = Path(url.database)
+        db_path = Path(database)
         if not db_path.is_file():
             raise SourceError(shown, "SQLite database file does not exist")
         # Read-only: analysis must never modify the provider's database.
@@ -193,6 +334,8 @@ class SourceConnection:
         self.view = SOURCE_VIEW
         self._scratch = scratch
         self._schema: Schema | None = None
+        #: The file DuckDB reads: the source itself, or its UTF-8 transcoding in the scratch directory.
+        self.read_path = source.location
 
     @property
     def schema(self) -> Schema:
@@ -287,6 +430,7 @@ def connect(source: Source, *, threads: int | None = None) -> SourceConnection:
         # Spills for large DISTINCT aggregates go to our own scratch directory, nowhere else.
         con.execute(f"SET temp_directory = {quote_literal(scratch)}")
         if source.kind is SourceKind.FILE:
+            _transcode(conn)
             _create_file_view(conn)
         else:
             _copy_database_table(conn)
@@ -298,26 +442,178 @@ def connect(source: Source, *, threads: int | None = None) -> SourceConnection:
     return conn
 
 
+_RAW_VIEW = "dv_raw"
+
+
 def _create_file_view(conn: SourceConnection) -> None:
     source = conn.source
-    path = quote_literal(source.location)
-    # allow_quoted_nulls = false: a quoted "" is an empty string (as written by DuckDB for ''), not NULL.
-    reader = {
-        SourceFormat.CSV: f"read_csv({path}, header = true, allow_quoted_nulls = false)",
-        SourceFormat.PARQUET: f"read_parquet({path})",
-        SourceFormat.JSONL: f"read_json({path}, format = 'newline_delimited')",
-    }[source.format]
+    if source.format is SourceFormat.XLSX:
+        _copy_arrow(conn, _read_xlsx(source))
+        return
+    path = quote_literal(conn.read_path)
+    if source.format is SourceFormat.CSV:
+        # allow_quoted_nulls = false: a quoted "" is an empty string (as DuckDB writes ''), not NULL.
+        dialect = "".join(
+            f", {key} = {quote_literal(value)}"
+            for key, value in (("delim", source.option("delimiter")), ("quote", source.option("quote")))
+            if value is not None
+        )
+        if source.option("quote") is not None:
+            dialect += f", escape = {quote_literal(source.option('quote') or '')}"
+        reader = f"read_csv({path}, header = true, allow_quoted_nulls = false{dialect})"
+    elif source.format is SourceFormat.PARQUET:
+        reader = f"read_parquet({path})"
+    elif source.format is SourceFormat.JSONL:
+        reader = f"read_json({path}, format = 'newline_delimited', records = 'true')"
+    else:
+        layout = "array" if _first_byte(Path(source.location)) == b"[" else "newline_delimited"
+        reader = f"read_json({path}, format = '{layout}', records = 'true')"
     try:
-        conn.connection.execute(f"CREATE VIEW {SOURCE_VIEW} AS SELECT * FROM {reader}")
+        conn.connection.execute(f"CREATE VIEW {_RAW_VIEW} AS SELECT * FROM {reader}")
+        _flatten(conn)
     except duckdb.Error as exc:
-        raise SourceError(
-            source.location, f"cannot read as {source.format.value}: {_first_line(exc)}"
-        ) from exc
+        reason = _first_line(exc)
+        if "expected records" in reason:
+            reason = "JSON values must be objects (one object per row), not bare values"
+        raise SourceError(source.location, f"cannot read as {source.format.value}: {reason}") from exc
+
+
+def _first_byte(path: Path) -> bytes:
+    if _compressed(path):
+        return b""
+    with path.open("rb") as fh:
+        while chunk := fh.read(4096):
+            stripped = chunk.lstrip(b" \t\r\n\xef\xbb\xbf")
+            if stripped:
+                return stripped[:1]
+    return b""
+
+
+def _flatten(conn: SourceConnection) -> None:
+    """``source`` over ``dv_raw`` with nested values flattened by the rule in the module docstring."""
+    rel = conn.connection.table(_RAW_VIEW)
+    select: list[str] = []
+    names: list[str] = []
+
+    def walk(name: str, expr: str, typ: duckdb.sqltypes.DuckDBPyType) -> None:
+        if typ.id == "struct":
+            for child, child_type in typ.children:
+                assert isinstance(child_type, duckdb.sqltypes.DuckDBPyType)
+                key = str(child)
+                walk(f"{name}.{key}", f"struct_extract({expr}, {quote_literal(key)})", child_type)
+            return
+        if typ.id in ("map", "union") or (typ.id in ("list", "array") and typ.child.id in _NESTED_IDS):
+            expr = f"CAST(to_json({expr}) AS VARCHAR)"
+        select.append(f"{expr} AS {quote_ident(name)}")
+        names.append(name)
+
+    for column, typ in zip(rel.columns, rel.types, strict=True):
+        walk(column, quote_ident(column), typ)
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise SourceError(
+                conn.source.location,
+                f"flattening nested values gives two columns named {name!r}; rename one in the source",
+            )
+        seen.add(name)
+    conn.connection.execute(f"CREATE VIEW {SOURCE_VIEW} AS SELECT {', '.join(select)} FROM {_RAW_VIEW}")
+
+
+_NESTED_IDS = frozenset({"struct", "list", "array", "map", "union"})
+
+
+# --- Excel -----------------------------------------------------------------------------------------
+
+
+def _read_xlsx(source: Source) -> pa.Table:
+    """The first sheet (or ``sheet=``) of an .xlsx workbook: first row = header, one column per cell."""
+    try:
+        from python_calamine import CalamineError, CalamineWorkbook
+    except ImportError:  # pragma: no cover - the "sources" extra
+        raise SourceError(source.location, "reading .xlsx needs python-calamine (extra 'sources')") from None
+    try:
+        book = CalamineWorkbook.from_path(source.location)
+        sheet_name = source.option("sheet")
+        if sheet_name is not None and sheet_name not in book.sheet_names:
+            raise SourceError(
+                source.location, f"workbook has no sheet {sheet_name!r} (has: {book.sheet_names})"
+            )
+        sheet = book.get_sheet_by_name(sheet_name) if sheet_name else book.get_sheet_by_index(0)
+        rows = sheet.to_python(skip_empty_area=True)
+    except CalamineError as exc:
+        raise SourceError(source.location, f"cannot read as xlsx: {_first_line(exc)}") from exc
+    except (ValueError, OSError, IndexError) as exc:
+        raise SourceError(source.location, f"cannot read as xlsx: {_first_line(exc)}") from exc
+    if not rows:
+        raise SourceError(source.location, "sheet is empty")
+    header = [("" if v is None else str(v)).strip() for v in rows[0]]
+    while header and not header[-1]:
+        header.pop()
+    if not header:
+        raise SourceError(source.location, "first row (the header) is empty")
+    blank = [i + 1 for i, h in enumerate(header) if not h]
+    if blank:
+        raise SourceError(source.location, f"header cell(s) in column(s) {blank} are empty")
+    dupes = sorted({h for h in header if header.count(h) > 1})
+    if dupes:
+        raise SourceError(source.location, f"header names {dupes} occur more than once")
+    body = [list(r[: len(header)]) + [None] * (len(header) - len(r)) for r in rows[1:]]
+    body = [r for r in body if any(v not in (None, "") for v in r)]
+    columns = {}
+    for i, name in enumerate(header):
+        columns[name] = _xlsx_column([None if v == "" else v for v in (r[i] for r in body)])
+    return pa.table(columns)
+
+
+def _xlsx_column(values: list[Any]) -> pa.Array:
+    present = [v for v in values if v is not None]
+    # Excel stores every number as a double: a column of integral numbers is an integer column.
+    if present and all(isinstance(v, float) and v.is_integer() and abs(v) < 2**53 for v in present):
+        return pa.array([None if v is None else int(v) for v in values], type=pa.int64())
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        # Mixed cell types: the column is text, each cell in its displayed form.
+        return pa.array([None if v is None else _cell_text(v) for v in values], type=pa.string())
+
+
+def _cell_text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return str(int(value))  # Excel's 1 is the double 1.0; it displays as 1
+    return str(_to_text(value))
+
+
+def _copy_arrow(conn: SourceConnection, table: pa.Table) -> None:
+    con = conn.connection
+    con.register("dv_arrow", table)
+    try:
+        con.execute("CREATE TABLE dv_copy AS SELECT * FROM dv_arrow")
+    finally:
+        con.unregister("dv_arrow")
+    con.execute(f"CREATE VIEW {SOURCE_VIEW} AS SELECT * FROM dv_copy")
+
+
+def _transcode(conn: SourceConnection) -> None:
+    encoding = conn.source.option("encoding")
+    if conn.source.format is not SourceFormat.CSV or encoding in (None, "utf-8"):
+        return
+    target = os.path.join(conn._scratch, "utf8.csv")
+    try:
+        with (
+            open(conn.source.location, encoding=encoding, errors="strict", newline="") as src,
+            open(target, "w", encoding="utf-8", newline="") as out,
+        ):
+            while chunk := src.read(1 << 20):
+                out.write(chunk)
+    except UnicodeDecodeError as exc:  # the file changed since its encoding was detected
+        raise SourceError(conn.source.location, f"file is no longer valid {encoding} text: {exc}") from None
+    conn.read_path = target
 
 
 def _lock_down(conn: SourceConnection) -> None:
     con = conn.connection
-    allowed = [conn.source.location] if conn.source.kind is SourceKind.FILE else []
+    allowed = [conn.read_path] if conn.source.kind is SourceKind.FILE else []
     con.execute(f"SET allowed_paths = [{', '.join(quote_literal(p) for p in allowed)}]")
     con.execute(f"SET allowed_directories = [{quote_literal(conn._scratch)}]")
     con.execute("SET enable_external_access = false")

@@ -26,12 +26,33 @@ catalog = typer.Typer(help="Search and export the catalog.", no_args_is_help=Tru
 rules = typer.Typer(help="The classification rule set (GB/T 43697-2024).", no_args_is_help=True)
 
 
-def _analyse(st: CliState, location: str, table: str | None, fmt: str | None, sector: str | None) -> Any:
+_OPTION_HELP = "Reader option KEY=VALUE, repeatable: encoding, delimiter, quote (CSV), sheet (xlsx)."
+
+
+def _options(pairs: list[str]) -> dict[str, str] | None:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"--option must be KEY=VALUE, got {pair!r}", field="option")
+        out[key.strip()] = value
+    return out or None
+
+
+def _analyse(
+    st: CliState,
+    location: str,
+    table: str | None,
+    fmt: str | None,
+    sector: str | None,
+    options: list[str] | None = None,
+) -> Any:
     """Analyse on this node with a progress display (stages of the single scan)."""
     from datavalley.node.analysis import analyse_source
 
+    opts = _options(options or [])
     if st.as_json:
-        return analyse_source(location, table=table, format=fmt, sector=sector)
+        return analyse_source(location, table=table, format=fmt, sector=sector, options=opts)
     with Progress(
         SpinnerColumn(),
         TextColumn("[bold]analysing[/bold] {task.description}"),
@@ -46,6 +67,7 @@ def _analyse(st: CliState, location: str, table: str | None, fmt: str | None, se
             format=fmt,
             sector=sector,
             progress=lambda stage: bar.update(task, description=f"{location}: {stage}"),
+            options=opts,
         )
 
 
@@ -94,12 +116,13 @@ def analyze_cmd(
     table: str | None = None,
     format: str | None = None,
     sector: str | None = None,
+    option: list[str] = typer.Option([], "--option", help=_OPTION_HELP),
 ) -> None:
     """Analyse data locally (schema, fingerprint, profile, PI, suggested grade); nothing is sent."""
     from datavalley.node.analysis import registration_payload
 
     st = state(ctx)
-    a = _analyse(st, location, table, format, sector)
+    a = _analyse(st, location, table, format, sector, option)
     payload = registration_payload(a)
     if st.as_json:
         output(
@@ -128,7 +151,7 @@ def analyze_cmd(
 @resources.command("register")
 def register(
     ctx: typer.Context,
-    location: str = typer.Argument(..., help="File (csv/parquet/jsonl) or database URL."),
+    location: str = typer.Argument(..., help="File (csv/json/jsonl/parquet/xlsx) or database URL."),
     name: str = typer.Option(...),
     sector: str = typer.Option(..., help="e.g. transport, finance, public_administration"),
     lawful_source: str = typer.Option(..., help="How the data was lawfully obtained."),
@@ -139,6 +162,7 @@ def register(
     format: str | None = None,
     public_data: bool = typer.Option(False, help="Public data held by a public body."),
     publish: bool = typer.Option(False, help="Show it in the public catalog."),
+    option: list[str] = typer.Option([], "--option", help=_OPTION_HELP),
 ) -> None:
     """Analyse data on this node and register it: only metadata, digests and aggregates are sent.
 
@@ -154,7 +178,7 @@ def register(
             "the node keeps the file's location there for later queries; nothing was registered",
             field="home",
         )
-    a = _analyse(st, location, table, format, sector)
+    a = _analyse(st, location, table, format, sector, option)
     res = st.client().register_resource(
         name=name,
         sector=sector,
@@ -219,14 +243,26 @@ def attach(
 
 @resources.command("change")
 def change(
-    ctx: typer.Context, resource_id: str, location: str, table: str | None = None, format: str | None = None
+    ctx: typer.Context,
+    resource_id: str,
+    location: str,
+    table: str | None = None,
+    format: str | None = None,
+    option: list[str] = typer.Option([], "--option", help=_OPTION_HELP),
 ) -> None:
     """Re-register changed content of a resource (same schema)."""
-    from datavalley.node.analysis import registration_payload
+    from datavalley.node.analysis import location_of, registration_payload
+    from datavalley.node.registry import NodeRegistry
 
     st = state(ctx)
-    a = _analyse(st, location, table, format, None)
+    a = _analyse(st, location, table, format, None, option)
     res = st.client().resource_action(resource_id, "change", {"analysis": registration_payload(a)})
+    if st.home or not st.server:  # the node reads the changed source with its (re)pinned options
+        from datavalley.config import load_settings
+
+        NodeRegistry(st.home or load_settings().home).record(
+            resource_id, location_of(a.source, a.fingerprint)
+        )
     output(st, res.value, resource_table(res.value), receipts=res.receipts)
 
 

@@ -136,6 +136,7 @@ def parse_terms(kind: ProductKind, value: Any) -> dict[str, Any]:
         "psi_modes",
         "max_quantity",
         "tables",
+        "engine",
     }
     unknown = sorted(set(value) - known)
     if unknown:
@@ -206,6 +207,12 @@ def parse_terms(kind: ProductKind, value: Any) -> dict[str, Any]:
                     "terms.privacy.epsilon_per_session must be in (0, epsilon]", field="terms.privacy"
                 )
             out["privacy"] = {"epsilon": float(eps), "epsilon_per_session": float(per)}
+    if value.get("engine") is not None:
+        if kind != ProductKind.PRIVATE_ANALYTICS or value["engine"] not in ("duckdb", "spark"):
+            raise InvalidInput(
+                "terms.engine (duckdb or spark) applies to private analytics products", field="terms.engine"
+            )
+        out["engine"] = value["engine"]
     if value.get("tables") is not None:
         tables = value["tables"]
         if not isinstance(tables, dict) or not tables:
@@ -256,6 +263,27 @@ def _psi_terms(value: Any, *, aggregate: bool) -> dict[str, Any]:
         out_cols[str(name)] = [int(bounds[0]), int(bounds[1])]
     if aggregate and not out_cols:
         raise InvalidInput("aggregate PSI needs at least one bounded column", field="terms.psi.columns")
+    aggregates = value.get("aggregates") or {}
+    if not isinstance(aggregates, dict):
+        raise InvalidInput(
+            "terms.psi.aggregates maps names to {function, column}", field="terms.psi.aggregates"
+        )
+    out_aggs = {}
+    for name, spec in aggregates.items():
+        if name not in out_cols:
+            raise InvalidInput(
+                f"terms.psi.aggregates.{name} needs its per-ID bounds in terms.psi.columns.{name}",
+                field="terms.psi.aggregates",
+            )
+        fn = spec.get("function") if isinstance(spec, dict) else None
+        column = spec.get("column") if isinstance(spec, dict) else None
+        if fn not in PSI_FUNCTIONS or (fn != "count" and (not isinstance(column, str) or not column)):
+            raise InvalidInput(
+                f"terms.psi.aggregates.{name} must be {{function: {'|'.join(PSI_FUNCTIONS)}, column}} "
+                "(count counts rows and takes no column)",
+                field="terms.psi.aggregates",
+            )
+        out_aggs[str(name)] = {"function": fn, "column": None if fn == "count" else column}
     out: dict[str, Any] = {"id_column": col, "id_kind": kind, "columns": dict(sorted(out_cols.items()))}
     engine = value.get("engine", "datavalley")
     if engine not in PSI_ENGINES:
@@ -271,7 +299,13 @@ def _psi_terms(value: Any, *, aggregate: bool) -> dict[str, Any]:
         raise InvalidInput(
             "terms.psi.protocol applies to engine 'secretflow' only", field="terms.psi.protocol"
         )
+    if out_aggs:
+        out["aggregates"] = dict(sorted(out_aggs.items()))
     return out
+
+
+#: Per-ID functions a PSI aggregate may apply to a provider's rows (docs/PSI.md, "Aggregates").
+PSI_FUNCTIONS = ("sum", "count", "min", "max")
 
 
 def _resources(ctx: Context, ids: Any, provider: str) -> list[ResourceRow]:

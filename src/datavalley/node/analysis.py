@@ -26,10 +26,13 @@ def analyse_source(
     format: str | None = None,
     sector: str | None = None,
     progress: Callable[[str], None] | None = None,
+    options: dict[str, str] | None = None,
 ) -> Analysis:
-    """Open and analyse a file or database table (raises :class:`InvalidInput` naming the source)."""
+    """Open and analyse a file or database table (raises :class:`InvalidInput` naming the source).
+
+    ``options`` are reader options (CSV ``encoding``/``delimiter``/``quote``, XLSX ``sheet``)."""
     try:
-        src = open_source(location, format=format, table=table)
+        src = open_source(location, format=format, table=table, options=options)
         return analyze(src, sector=sector, progress=progress)
     except SourceError as exc:
         raise InvalidInput(str(exc), source=exc.location) from exc
@@ -51,4 +54,6 @@ def registration_payload(a: Analysis) -> dict[str, Any]:
 def location_of(src: Source, fingerprint: str) -> Location:
     """Where the node keeps a registered source."""
     kind = "database" if src.kind == SourceKind.DATABASE else "file"
-    return Location(kind, src.url or src.location, src.format.value, src.table, fingerprint)
+    return Location(
+        kind, src.url or src.location, src.format.value, src.table, fingerprint, dict(src.options)
+    )

@@ -9,7 +9,8 @@ over the exchange's API (a node talks to the exchange with its participant's tok
   evaluated (dry run) before anything is computed, and the session is metered with
   :func:`~datavalley.market.contracts.record_use` (docs/PROTOCOL.md §7);
 * :class:`ExchangePeers` — the peer's newest unrevoked Ed25519 key, as registered at the exchange;
-* :class:`RegistryDataSource` — the provider's registered CSV file, refused when it is no longer the
+* :class:`RegistryDataSource` — the provider's registered resource (any source family, through
+  :mod:`datavalley.node.sources`), pre-aggregated per normalised ID, refused when it is no longer the
   registered version;
 * :func:`dp_release` — the aggregate release (discrete Laplace through :mod:`datavalley.privacy.noise`).
 
@@ -42,7 +43,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -64,7 +65,8 @@ from datavalley.identity.model import ParticipantKey
 from datavalley.keys import decode_public_key, public_key_b64
 from datavalley.market.model import Contract, ContractState, Product, ProductKind, Use
 from datavalley.market.policy import UseRequest, UseState, evaluate, parse
-from datavalley.node.registry import FingerprintCache, NodeRegistry
+from datavalley.node.registry import NodeRegistry
+from datavalley.node.sources import AggregatedDataset, PsiAggregate, SourceResolver, psi_aggregates
 from datavalley.privacy import noise
 from datavalley.psi.datasets import CsvDataset, LinesDataset
 from datavalley.psi.http import psi_router
@@ -136,6 +138,13 @@ class PsiTerms:
     id_kind: IdKind
     columns: Mapping[str, Bounds]
     epsilon_per_session: float | None
+    aggregates: Mapping[str, PsiAggregate] = field(default_factory=dict)
+
+    def definitions(self) -> dict[str, str]:
+        """What each value of a released aggregate is (docs/PSI.md, "Aggregates")."""
+        out = {"count": f"number of distinct matched IDs ({self.id_kind.value} in {self.id_column!r})"}
+        out.update({name: agg.describe() for name, agg in self.aggregates.items()})
+        return out
 
     @property
     def provider(self) -> str:
@@ -182,6 +191,7 @@ def _psi_terms(contract: Contract, product: Product) -> PsiTerms:
         id_kind=IdKind(psi["id_kind"]),
         columns={str(c): Bounds(int(lo), int(hi)) for c, (lo, hi) in (psi.get("columns") or {}).items()},
         epsilon_per_session=None if per_session is None else float(per_session),
+        aggregates=psi_aggregates(psi),
     )
 
 
@@ -279,6 +289,7 @@ class ExchangeAuthoriser:
             receiver=c.consumer_id,
             dataset=t.resource_id if provider else "",
             columns=dict(t.columns) if provider and mode is Mode.AGGREGATE else {},
+            definitions=t.definitions() if provider and mode is Mode.AGGREGATE else {},
         )
 
     def _digest(self, usage: PsiUsage) -> str:
@@ -434,17 +445,17 @@ def check_own_key(peers: ExchangePeers, participant: str, key: Ed25519PrivateKey
 
 
 class RegistryDataSource:
-    """A :class:`~datavalley.psi.PsiDataSource`: the registered CSV file behind a grant's resource.
+    """A :class:`~datavalley.psi.PsiDataSource`: the registered resource behind a grant, of any source
+    family (:mod:`datavalley.node.sources`), pre-aggregated per normalised ID.
 
-    The file must still be the registered version (its ``dvfp1`` fingerprint equals the resource's), as
+    The data must still be the registered version (its ``dvfp1`` fingerprint equals the resource's), as
     for private SQL: a contract covers registered data only.
     """
 
-    def __init__(self, registry: NodeRegistry, client: Client) -> None:
+    def __init__(self, registry: NodeRegistry, client: Client, *, home: Path | None = None) -> None:
         self.registry = registry
         self.client = client
-        self._fingerprints = FingerprintCache()
-        self._lock = threading.Lock()
+        self.sources = SourceResolver(home or registry.path.parent.parent, registry)
 
     def open(self, grant: Grant) -> PsiDataset:
         """The dataset for ``grant`` (raises :class:`NotFound`, or :class:`Conflict` when it changed)."""
@@ -456,20 +467,8 @@ class RegistryDataSource:
         resource = self.client.get_resource(rid)
         if resource.status.value != "registered":
             raise Conflict(f"resource {rid} is {resource.status.value}: its data is not offered now")
-        loc = self.registry.get(rid)
-        if loc.kind != "file" or loc.format != "csv":
-            raise Conflict(
-                f"resource {rid} is a {loc.format} {loc.kind}; PSI on this node reads CSV files",
-                resource_id=rid,
-            )
-        current = self._fingerprints.current(loc.location, loc.format)
-        if current != resource.fingerprint:
-            raise Conflict(
-                f"the node's copy of resource {rid} is not the registered version "
-                f"({current[:20]}… ≠ {resource.fingerprint[:20]}…): register the change first",
-                resource_id=rid,
-            )
-        return CsvDataset(Path(loc.location), terms.id_column, terms.id_kind)
+        snap = self.sources.snapshot(rid, resource.fingerprint)
+        return AggregatedDataset(snap, terms.id_column, terms.id_kind, terms.aggregates)
 
 
 # --- differential privacy ---------------------------------------------------------------------------
@@ -505,7 +504,7 @@ def dp_release(epsilon: float) -> Release:
     def release(exact: ExactAggregate) -> ReleasedAggregate:
         plan = release_scales(epsilon, exact.bounds)
         sums = {c: noise.sample("laplace", plan[c][1], [v])[0] for c, v in exact.sums.items()}
-        return ReleasedAggregate(exact.count, sums, f"{MECHANISM}(epsilon={epsilon:g})")
+        return ReleasedAggregate(exact.count, sums, f"{MECHANISM}(epsilon={epsilon:g})", exact.definitions)
 
     return release
 

@@ -52,7 +52,8 @@ from datavalley.market.governance import check_contract_use
 from datavalley.market.model import ContractState, ProductKind
 from datavalley.market.policy import parse
 from datavalley.market.products import get_product
-from datavalley.node.registry import FingerprintCache, NodeRegistry
+from datavalley.node.registry import NodeRegistry
+from datavalley.node.sources import SourceResolver, choose_engine
 from datavalley.privacy import DuckDBEngine, PrivacyRules, ProductSchema, TableSpec, compile_query, release
 from datavalley.rights.registration import get_resource
 
@@ -182,6 +183,13 @@ def _rule_kwargs(extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _spark_engine(sources: dict[str, str]) -> Any:
+    from datavalley.node.sources import spark_session
+    from datavalley.privacy.spark import SparkEngine
+
+    return SparkEngine(sources, spark=spark_session(), timeout_s=120.0)
+
+
 class QueryService:
     """Private SQL on this node's registered data, metered against the exchange's contracts."""
 
@@ -190,9 +198,9 @@ class QueryService:
         home = home or exchange.settings.home
         self.registry = NodeRegistry(home)
         self.store = ReleaseStore(home / "node" / "releases.db")
-        self._engines: OrderedDict[tuple[tuple[str, str], ...], DuckDBEngine] = OrderedDict()
+        self._engines: OrderedDict[tuple[object, ...], Any] = OrderedDict()
         self._lock = threading.Lock()
-        self._fingerprints = FingerprintCache()
+        self.sources = SourceResolver(home, self.registry)
 
     def close(self) -> None:
         with self._lock:
@@ -201,14 +209,18 @@ class QueryService:
             self._engines.clear()
         self.store.close()
 
-    def _engine(self, sources: dict[str, str]) -> DuckDBEngine:
-        key = tuple(sorted(sources.items()))
+    def _engine(self, sources: dict[str, str], kind: str = "duckdb") -> Any:
+        key = (kind, *sorted(sources.items()))
         with self._lock:
             engine = self._engines.get(key)
             if engine is not None:
                 self._engines.move_to_end(key)
                 return engine
-            engine = DuckDBEngine(sources, max_rows=ENGINE_MAX_GROUPS)
+            engine = (
+                DuckDBEngine(sources, max_rows=ENGINE_MAX_GROUPS)
+                if kind == "duckdb"
+                else _spark_engine(sources)
+            )
             self._engines[key] = engine
             while len(self._engines) > MAX_ENGINES:
                 self._engines.popitem(last=False)[1].close()
@@ -252,27 +264,14 @@ class QueryService:
         personal: dict[str, frozenset[str]] = {}
         for name, rid in sorted(tables.items()):
             res = ex.read(system, get_resource, rid)
-            try:
-                loc = self.registry.get(rid)
-            except NotFound:
-                raise Conflict(
-                    f"resource {rid} is not held by this node; its data cannot be queried here"
-                ) from None
-            if loc.kind != "file":
-                raise Conflict(f"resource {rid} lives in a database; private SQL runs on file sources here")
-            current = self._fingerprints.current(loc.location, loc.format)
-            if current != res.fingerprint:
-                raise Conflict(
-                    f"the node's copy of resource {rid} is not the registered version "
-                    f"({current[:20]}… ≠ {res.fingerprint[:20]}…): register the change first"
-                )
+            snap = self.sources.snapshot(rid, res.fingerprint)  # any source family; refuses changed data
             specs.append(TableSpec(name, {c: t for c, t in res.schema}))
             personal[name] = frozenset(
                 str(c.get("column"))
                 for c in (res.pii or {}).get("columns") or []
                 if isinstance(c, dict) and c.get("personal", True)
             )
-            sources[name] = loc.location
+            sources[name] = str(snap.path)
             version.append(f"{rid}={res.fingerprint}")
         privacy = product.terms.get("privacy") or {}
         extra = dict(privacy.get("rules") or {})
@@ -296,7 +295,7 @@ class QueryService:
                     rule="personal_information",
                     column=key_col.column,
                 )
-        engine = self._engine(sources)
+        engine = self._engine(sources, choose_engine(ex.settings.node_engine, product.terms))
         engine.check(q)  # on empty relations: data-independent errors, nothing spent
         data_version = hashlib.sha256("\n".join(version).encode()).hexdigest()
         key = f"{contract_id}:{q.digest}:{data_version}"

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 import threading
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ class Location:
     format: str
     table: str | None
     fingerprint: str
+    #: Reader options pinned at registration (CSV encoding and dialect, XLSX sheet).
+    options: Mapping[str, str] = field(default_factory=dict)
 
 
 class NodeRegistry:
@@ -48,7 +51,7 @@ class NodeRegistry:
     def record(self, resource_id: str, location: Location) -> None:
         """Remember (or update) where ``resource_id`` lives."""
         data = self._load()
-        data[resource_id] = asdict(location)
+        data[resource_id] = {**asdict(location), "options": dict(location.options)}
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = self.path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -194,6 +194,8 @@ def run_psi(
         try:
             outcome = run.execute()
         except BaseException:
+            run.own_tags.close()  # the comparison spills' files are open until the comparison
+            run.peer_tags.close()
             run.fail(authoriser, local, contract_id, started, clock)
             raise
         usage = run.usage(authoriser, local, contract_id, started, clock, "completed")
@@ -264,6 +266,17 @@ class _Run:
     def _pull(self, k: int, fd: int) -> int:
         data, meta = self.channel.post(self._route(f"peer/{k}"))
         total, count = int((meta or {})["total"]), int((meta or {})["count"])
+        # the responder's set size is fixed by batch 0; every batch must be complete and agree with it,
+        # so a responder that stops before sending its whole set (or shrinks it midway) is detected
+        if k > 0 and total != self.peer_total:
+            raise IntegrityError(
+                f"responder batch {k} says its set has {total} IDs, batch 0 said {self.peer_total}"
+            )
+        if count != max(0, min(self.batch, total - k * self.batch)):
+            raise IntegrityError(
+                f"responder batch {k} holds {count} records; a set of {total} needs "
+                f"{max(0, min(self.batch, total - k * self.batch))} in it"
+            )
         if len(data) != count * self.record:
             raise IntegrityError(
                 f"responder batch {k}: {len(data)} bytes for {count} records of {self.record}"
@@ -362,6 +375,7 @@ class _Run:
             int(released["count"]),
             {str(k): int(v) for k, v in released["sums"].items()},
             str(released["mechanism"]),
+            {str(k): str(v) for k, v in (released.get("definitions") or {}).items()},
         )
 
     def usage(
@@ -374,7 +388,14 @@ class _Run:
         outcome: str,
     ) -> PsiUsage:
         answer, _ = self.channel.post(self._route("finish"), json.dumps({"outcome": outcome}).encode())
-        theirs = json.loads(answer)["transcript"]
+        finished = json.loads(answer)
+        theirs = finished["transcript"]
+        if finished.get("responder_set_size") not in (None, self.peer_total):
+            raise IntegrityError(
+                f"PSI session {self.session}: the responder served {self.peer_total} IDs but reports a set "
+                f"of {finished['responder_set_size']}",
+                session=self.session,
+            )
         record = self._record(authoriser, local, contract_id, started, clock, outcome)
         if theirs != record.transcript:
             raise IntegrityError(

@@ -78,6 +78,8 @@ class Grant:
     dataset: str = ""
     columns: Mapping[str, Bounds] = field(default_factory=dict)
     max_set_size: int | None = None
+    #: What each released value is, in words (``count`` and every column); copied into the release.
+    definitions: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,7 @@ class ExactAggregate:
     count: int
     sums: Mapping[str, int]
     bounds: Mapping[str, Bounds]
+    definitions: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -145,13 +148,22 @@ class ReleasedAggregate:
     count: int
     sums: Mapping[str, int]
     mechanism: str
+    #: What was counted and summed, exactly (from the product's terms); empty for a bare release hook.
+    definitions: Mapping[str, str] = field(default_factory=dict)
 
     def average(self, column: str) -> float | None:
         """Released SUM / released COUNT (post-processing); None when the released count is not positive."""
         return self.sums[column] / self.count if self.count > 0 else None
 
     def to_dict(self) -> dict[str, object]:
-        return {"count": self.count, "sums": dict(sorted(self.sums.items())), "mechanism": self.mechanism}
+        out: dict[str, object] = {
+            "count": self.count,
+            "sums": dict(sorted(self.sums.items())),
+            "mechanism": self.mechanism,
+        }
+        if self.definitions:
+            out["definitions"] = dict(sorted(self.definitions.items()))
+        return out
 
 
 Release = Callable[[ExactAggregate], ReleasedAggregate]

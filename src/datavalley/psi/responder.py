@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import shutil
 import threading
@@ -24,6 +25,7 @@ import numpy as np
 from datavalley.canonical import canonical_json
 from datavalley.errors import Conflict, DatavalleyError, InvalidInput, NotFound, PolicyViolation, Unavailable
 from datavalley.psi import elgamal
+from datavalley.psi.journal import SessionJournal
 from datavalley.psi.model import ExactAggregate, Grant, Mode, PsiAuthoriser, PsiDataSource, PsiUsage, Release
 from datavalley.psi.normalise import NormalisationReport
 from datavalley.psi.prepare import MAX_SET_SIZE, OwnSet, prepare
@@ -35,7 +37,12 @@ from datavalley.store.base import new_id
 
 __all__ = ["PsiNode", "Transcript", "invalid_element"]
 
+log = logging.getLogger(__name__)
+
 BATCH_SIZE = 8192
+SHUTDOWN_REASON = (
+    "aborted: the responder node shut down while the session was open; nothing was charged for it"
+)
 _WAIT = 20.0  # seconds a pull waits for data before answering "not ready, retry"
 
 
@@ -91,6 +98,7 @@ class _Session:
     cancelled: bool = False
     transcript: Transcript = field(default_factory=Transcript)
     tags: BucketSpill | None = None
+    producer: threading.Thread | None = None
     cond: threading.Condition = field(default_factory=threading.Condition)
 
     @property
@@ -135,6 +143,10 @@ class PsiNode:
         self._ended: dict[str, str] = {}
         self._open_ids: dict[str, datetime] = {}
         self._lock = threading.Lock()
+        self.journal = SessionJournal(workdir)
+        for sid, reason in self.journal.recover():
+            shutil.rmtree(workdir / sid, ignore_errors=True)
+            log.warning("PSI session %s %s", sid, reason)
 
     # --- session lookup, replay and expiry ----------------------------------------------------------
 
@@ -150,7 +162,9 @@ class PsiNode:
                 del self._sessions[s.id]
                 self._ended[s.id] = (
                     f"expired at {(min(s.last + self.ttl, s.started + self.max_lifetime)).isoformat()}"
+                    + self._incomplete(s)
                 )
+                self.journal.ended(s.id, self._ended[s.id])
             self._open_ids = {k: t for k, t in self._open_ids.items() if now - t <= timedelta(minutes=10)}
         for s in expired:
             self._end(s, "expired")
@@ -160,10 +174,9 @@ class PsiNode:
         with self._lock:
             s = self._sessions.get(session_id)
             if s is None:
-                if session_id in self._ended:
-                    raise Conflict(
-                        f"PSI session {session_id} has ended ({self._ended[session_id]})", session=session_id
-                    )
+                reason = self._ended.get(session_id) or self.journal.reason(session_id, peer)
+                if reason is not None:
+                    raise Conflict(f"PSI session {session_id} has ended ({reason})", session=session_id)
                 raise NotFound(f"PSI session {session_id} does not exist", session=session_id)
             if s.peer != peer:
                 raise NotFound(f"PSI session {session_id} does not exist", session=session_id)
@@ -214,10 +227,12 @@ class PsiNode:
                 self._sort_tags(s)
         with self._lock:
             self._sessions[sid] = s
+        self.journal.opened(sid, peer, req.contract_id, req.mode.value)
         bounds = tuple(grant.columns[c] for c in req.columns)
-        threading.Thread(
+        s.producer = threading.Thread(
             target=self._produce, args=(s, dataset, bounds), name=f"psi-{sid}", daemon=True
-        ).start()
+        )
+        s.producer.start()
         return {
             "session_id": sid,
             "expires_at": (now + self.ttl).isoformat().replace("+00:00", "Z"),
@@ -458,6 +473,13 @@ class PsiNode:
                 field="count",
             )
         with s.cond:
+            if len(s.received) < s.batches_in:
+                raise Conflict(
+                    f"PSI session {session_id}: the initiator declared {s.request.set_size} IDs "
+                    f"({s.batches_in} batches) but has sent {len(s.received)} batches; no aggregate is "
+                    "released over a partial set",
+                    session=session_id,
+                )
             if s.released:
                 raise Conflict(
                     f"PSI session {session_id} has already released its aggregate", session=session_id
@@ -467,8 +489,11 @@ class PsiNode:
         limits = [count * (bounds[c].upper - bounds[c].lower) for c in s.request.columns]
         shifted = self.workers.run(elgamal.decrypt, s.xs, ciphertext, limits)
         sums = {c: v + count * bounds[c].lower for c, v in zip(s.request.columns, shifted, strict=True)}
-        exact = ExactAggregate(s.grant.contract_id, s.id, count, sums, bounds)
+        wanted = {"count", *s.request.columns}
+        definitions = {k: v for k, v in s.grant.definitions.items() if k in wanted}
+        exact = ExactAggregate(s.grant.contract_id, s.id, count, sums, bounds, definitions)
         released = self.release(exact)
+        self.journal.released(s.id)
         answer = released.to_dict()
         s.result_size = count
         s.release_digest = sha256(canonical_json(answer))
@@ -486,17 +511,38 @@ class PsiNode:
             outcome = None
         if outcome not in ("completed", "failed"):
             raise InvalidInput('finish request must be {"outcome": "completed" | "failed"}', field="outcome")
+        short = self._incomplete(s)
+        if outcome == "completed" and short:
+            outcome = "failed"  # a session whose initiator withheld part of its set did not complete
         with self._lock:
             self._sessions.pop(s.id, None)
-            self._ended[s.id] = f"finished ({outcome})"
+            self._ended[s.id] = f"finished ({outcome}){short}"
+        self.journal.ended(s.id, self._ended[s.id])
         usage = self._end(s, outcome)
+        if short and json.loads(body).get("outcome") == "completed":
+            raise Conflict(
+                f"PSI session {session_id} cannot complete{short}; it is recorded as failed",
+                session=session_id,
+            )
         return {
             "responder_set_size": usage.local_set_size if usage else None,
             "transcript": s.transcript.digest(),
         }
 
+    @staticmethod
+    def _incomplete(s: _Session) -> str:
+        """``""`` if the initiator sent its whole declared set, else what is missing (for reasons)."""
+        if len(s.received) >= s.batches_in:
+            return ""
+        return (
+            f": the initiator declared {s.request.set_size} IDs ({s.batches_in} batches) but sent only "
+            f"{len(s.received)} batches"
+        )
+
     def _end(self, s: _Session, outcome: str) -> PsiUsage | None:
         s.cancelled = True
+        if s.tags is not None:  # a session that ends before the whole set arrived has its spill open
+            s.tags.close()
         usage = None
         if s.exchanged:
             own = s.own
@@ -521,16 +567,27 @@ class PsiNode:
                 finished_at=self.clock(),
             )
             self.authoriser.record(usage)
+        if s.producer is not None and s.producer is not threading.current_thread():
+            s.producer.join(timeout=10)  # cancelled: it stops at its next batch
         shutil.rmtree(s.directory, ignore_errors=True)
         s.secret = b""
         s.xs = []
         return usage
 
     def close(self) -> None:
-        """Stop the worker pool and drop every session's files (sessions in flight are not recorded)."""
+        """Stop the worker pool, abort every open session (journalled with the reason, not charged) and
+        drop their files."""
         with self._lock:
             sessions = list(self._sessions.values())
             self._sessions.clear()
         for s in sessions:
+            s.cancelled = True
+            self.journal.aborted(s.id, SHUTDOWN_REASON)
+        for s in sessions:
+            if s.tags is not None:
+                s.tags.close()
+            if s.producer is not None and s.producer is not threading.current_thread():
+                s.producer.join(timeout=60)  # it stops at its next batch; its files go with it
             shutil.rmtree(s.directory, ignore_errors=True)
+        self.journal.close()
         self.workers.close()

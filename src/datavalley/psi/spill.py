@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -48,7 +49,14 @@ class BucketSpill:
         self.count = 0
         self._lock = threading.Lock()
         directory.mkdir(parents=True, exist_ok=True)
-        self._files = [(directory / f"{name}.{b:02d}").open("ab") for b in range(BUCKETS)]
+        self._files: list[BinaryIO] = []
+        try:
+            for b in range(BUCKETS):
+                self._files.append((directory / f"{name}.{b:02d}").open("ab"))
+        except BaseException:  # e.g. the session ended and its directory was removed meanwhile
+            for fh in self._files:
+                fh.close()
+            raise
 
     def add(self, records: Records) -> None:
         """Append ``(n, record_size)`` records."""

@@ -49,7 +49,7 @@ from datavalley.store.base import new_id
 
 FINGERPRINT = re.compile(r"^dvfp1:[0-9a-f]{32,128}$")
 SECTOR = re.compile(r"^[a-z][a-z0-9_]{1,63}$")
-FORMATS = ("csv", "parquet", "jsonl", "sql")
+FORMATS = ("csv", "parquet", "json", "jsonl", "xlsx", "sql")
 DEFAULT_VALIDITY_DAYS = 3 * 365
 
 
