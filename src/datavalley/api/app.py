@@ -131,10 +131,12 @@ def create_app(exchange: Exchange, *, publisher: bool = False) -> FastAPI:
         """Liveness: no authentication, no data."""
         return {"status": "ok", "version": __version__}
 
-    from datavalley.api import identity, ledger, market, registry
+    from datavalley.api import delivery, identity, ledger, market, registry
 
     app.include_router(identity.router, prefix="/v1")
     app.include_router(registry.router, prefix="/v1")
     app.include_router(market.router, prefix="/v1")
     app.include_router(ledger.router, prefix="/v1")
+    app.include_router(delivery.router)
+    app.include_router(delivery.sharing)
     return app

@@ -10,6 +10,7 @@ import click
 import typer
 from rich.text import Text
 
+from datavalley.cli.delivery import delivery_app, watermark_app
 from datavalley.cli.identity import keys, members, participants, tokens
 from datavalley.cli.ledger import ledger
 from datavalley.cli.market import contracts_app, disputes, money, products, query_app
@@ -41,6 +42,8 @@ app.add_typer(money, name="money")
 app.add_typer(disputes, name="disputes")
 app.add_typer(query_app, name="query")
 app.add_typer(psi_app, name="psi")
+app.add_typer(delivery_app, name="delivery")
+app.add_typer(watermark_app, name="watermark")
 
 
 @app.callback()

@@ -135,6 +135,7 @@ def parse_terms(kind: ProductKind, value: Any) -> dict[str, Any]:
         "psi_modes",
         "max_quantity",
         "tables",
+        "delivery",
     }
     unknown = sorted(set(value) - known)
     if unknown:
@@ -212,6 +213,12 @@ def parse_terms(kind: ProductKind, value: Any) -> dict[str, Any]:
         out["tables"] = dict(sorted(tables.items()))
     if kind == ProductKind.FILE_DELIVERY and value.get("max_quantity") is not None:
         out["max_quantity"] = _int(value["max_quantity"], "terms.max_quantity", 1, 10**12)
+    if value.get("delivery") is not None:
+        if kind != ProductKind.FILE_DELIVERY:
+            raise InvalidInput("delivery terms apply only to file delivery products", field="terms.delivery")
+        from datavalley.delivery.policy import parse_delivery_terms
+
+        out["delivery"] = parse_delivery_terms(value["delivery"])
     return out
 
 
