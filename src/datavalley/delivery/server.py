@@ -316,7 +316,7 @@ class DeliveryNode:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             tmp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
             with read_source(loc) as conn:
-                reader = conn.relation().fetch_arrow_reader(batch_size=262_144)
+                reader = conn.relation().to_arrow_reader(batch_size=262_144)
                 with pq.ParquetWriter(tmp, reader.schema, compression="zstd") as writer:
                     for batch in reader:
                         writer.write_batch(batch)
@@ -343,13 +343,14 @@ class DeliveryNode:
     def _connect(self) -> Any:
         import duckdb
 
-        con = duckdb.connect(":memory:", config={"enable_progress_bar": False})
+        con = duckdb.connect(":memory:")
+        con.execute("SET enable_progress_bar = false")
         return con
 
     def _write(self, entry_dir: Path, prefix: str, sql: str, con: Any) -> list[DataFile]:
         import pyarrow.parquet as pq
 
-        table = con.execute(sql).fetch_arrow_table()
+        table = con.execute(sql).to_arrow_table()
         tmp = entry_dir.with_name(entry_dir.name + f".{uuid.uuid4().hex}.tmp")
         tmp.mkdir(parents=True, mode=0o700)
         files = []

@@ -96,7 +96,8 @@ def _read_pairs(path: Path, columns: dict[str, int]) -> tuple[int, dict[str, dic
         reader = f"read_json({lit(str(path))}, format = 'newline_delimited')"
     else:
         raise InvalidInput(f"cannot trace {path.name}: use a .csv, .parquet or .jsonl file", field="file")
-    con = duckdb.connect(":memory:", config={"enable_progress_bar": False})
+    con = duckdb.connect(":memory:")
+    con.execute("SET enable_progress_bar = false")
     try:
         try:
             con.execute(f"CREATE VIEW suspect AS SELECT * FROM {reader}")

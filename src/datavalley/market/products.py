@@ -390,6 +390,18 @@ def compliance_checklist(ctx: Context, row: ProductRow) -> list[dict[str, Any]]:
         f"not confirmed by the operator: {unconfirmed}" if unconfirmed else "confirmed by the operator",
     )
     raw_sensitive = [r.id for r in res if r.sensitive_pii] if row.kind == ProductKind.FILE_DELIVERY else []
+    if raw_sensitive and row.terms.get("delivery"):
+        # a delivery policy excludes or pseudonymises personal columns unless it licenses them in clear
+        licensed = set(row.terms["delivery"].get("licensed_pi") or ())
+        raw_sensitive = [
+            r.id
+            for r in res
+            if r.sensitive_pii
+            and any(
+                isinstance(c, dict) and c.get("sensitive") and c.get("column") in licensed
+                for c in (r.pii.get("columns") or [])
+            )
+        ]
     check(
         "no_raw_sensitive_pi",
         not raw_sensitive,
