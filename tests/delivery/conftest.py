@@ -1,7 +1,7 @@
 """Delivery fixtures: one exchange home with a provider, two consumers and delivery contracts, served by a
 real ``datavalley serve`` subprocess over loopback HTTP (the official client reads from it).
 
-Module-scoped: the server and the contracts are built once per test module (SQLite; the PostgreSQL side of
+Session-scoped: the server and the contracts are built once (SQLite; the PostgreSQL side of
 the service layer is covered by the market tests, which run every use through the same ``record_use``).
 """
 
@@ -150,7 +150,7 @@ def _register(world: World, party: Party, path: Path) -> str:
     return rid
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     tmp = tmp_path_factory.mktemp("delivery")
     home = tmp / "home"

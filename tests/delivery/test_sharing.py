@@ -8,6 +8,7 @@ import csv
 import json
 import stat
 from pathlib import Path
+from typing import Any
 
 import delta_sharing
 import httpx
@@ -217,33 +218,10 @@ def test_contracts_and_recipients_never_see_each_other(deployment: Deployment, a
         f"{dep.url}/delta-sharing/shares", headers={"Authorization": f"Bearer {dep.insurer.token}"}
     )
     assert api.status_code == 401
-    # the provider cannot mint consumer profiles, the other consumer cannot either
-    assert (
-        run_cli(
-            dep,
-            dep.logistics.token,
-            "delivery",
-            "profile",
-            dep.contract.id,
-            "--out",
-            str(dep.tmp / "x.share"),
-            check=False,
-        ).returncode
-        == 4
-    )
-    assert (
-        run_cli(
-            dep,
-            dep.bank.token,
-            "delivery",
-            "profile",
-            dep.contract.id,
-            "--out",
-            str(dep.tmp / "y.share"),
-            check=False,
-        ).returncode
-        == 5
-    )
+    # the provider cannot mint consumer profiles (403), the other consumer cannot see the contract (404)
+    x, y = str(dep.tmp / "x.share"), str(dep.tmp / "y.share")
+    assert cli(dep, dep.logistics.token, "delivery", "profile", dep.contract.id, "--out", x) == 4
+    assert cli(dep, dep.bank.token, "delivery", "profile", dep.contract.id, "--out", y) == 5
     assert not (dep.tmp / "x.share").exists() and not (dep.tmp / "y.share").exists()
 
 
@@ -343,9 +321,7 @@ def test_revocation_stops_reads(deployment: Deployment) -> None:
     # rotation: the old profile stops, the new one works
     first = dep.profile(dep.contract.id, dep.insurer.token, "rotating", dep.tmp / "r1.share")
     second = dep.tmp / "r2.share"
-    run_cli(
-        dep,
-        dep.insurer.token,
+    args = (
         "delivery",
         "profile",
         dep.contract.id,
@@ -355,6 +331,60 @@ def test_revocation_stops_reads(deployment: Deployment) -> None:
         "rotating",
         "--rotate",
     )
+    assert cli(dep, dep.insurer.token, *args) == 0
     with pytest.raises(HTTPError):
         delta_sharing.load_as_pandas(table_url(first, dep.contract.id, dep.product_id), limit=1)
     assert len(delta_sharing.load_as_pandas(table_url(second, dep.contract.id, dep.product_id), limit=1)) == 1
+
+
+def test_leaks_are_traced_to_the_recipient(deployment: Deployment, analyst: Path, full: pd.DataFrame) -> None:
+    """A 10 % extract of one recipient's copy, columns dropped, re-sorted and round-tripped through CSV, is
+    attributed to that contract and recipient; the unmarked source and another recipient's copy are not."""
+    dep = deployment
+    auditor = dep.profile(dep.contract.id, dep.insurer.token, "auditor", dep.tmp / "auditor.share")
+    theirs = delta_sharing.load_as_pandas(table_url(auditor, dep.contract.id, dep.product_id), version=1)
+    # a recipient of a contract that never received anything is a candidate too
+    dep.bank.client.post(f"/v1/delivery/contracts/{dep.idle.id}/tokens", {"recipient": "never"})
+    recipients = {
+        r["name"]: r["id"]
+        for r in dep.insurer.client.get(f"/v1/delivery/contracts/{dep.contract.id}/recipients")["items"]
+    }
+
+    def leak(df: pd.DataFrame, name: str, columns: list[str], seed: int) -> Path:
+        part = df[columns].sample(frac=0.1, random_state=seed).sort_values(columns[-1])
+        out = dep.tmp / name
+        part.to_csv(out, index=False)
+        return out
+
+    def trace(path: Path) -> dict[str, Any]:
+        from typer.testing import CliRunner
+
+        from datavalley.cli.main import app
+
+        env = {"DATAVALLEY_SERVER": dep.url, "DATAVALLEY_TOKEN": dep.logistics.token}
+        result = CliRunner().invoke(app, ["--json", "watermark", "trace", str(path)], env=env)
+        report = json.loads(result.output)
+        assert result.exit_code == (0 if report["attributed"] else 1)
+        return dict(report)
+
+    first = trace(leak(full, "leak-a.csv", ["trip_id", "dest_city", "distance_km", "fare_cny"], 1))
+    named = first["attributed"]
+    assert named is not None
+    assert (named["contract_id"], named["recipient_id"]) == (dep.contract.id, recipients["analyst"])
+    assert named["false_attribution"] <= 1e-6 and named["matches"] == named["pairs"] >= 100
+    assert first["candidates"] >= 5
+    assert sum(s["attributed"] for s in first["scores"]) == 1
+
+    only_fare = trace(leak(full, "leak-b.csv", ["dest_province", "fare_cny"], 2))
+    assert only_fare["attributed"]["recipient_id"] == recipients["analyst"]
+
+    other = trace(leak(theirs, "leak-c.csv", ["trip_id", "fare_cny", "distance_km"], 3))
+    assert other["attributed"]["recipient_id"] == recipients["auditor"]
+
+    # the provider's own (never delivered, unmarked) rows are attributed to nobody
+    source = pd.read_csv(dep.data)
+    clean = trace(leak(source, "leak-d.csv", ["trip_id", "fare_cny", "distance_km"], 4))
+    assert clean["attributed"] is None
+    assert all(s["false_attribution"] > 1e-6 for s in clean["scores"])
+    never = next(s for s in clean["scores"] if s["contract_id"] == dep.idle.id)
+    assert never["delivered"] is False and never["pairs"] > 100
