@@ -41,15 +41,27 @@ def expected_bit(key: str, pair: int) -> int:
     return int(hashlib.sha256(f"{key}:{pair}".encode()).hexdigest()[:2], 16) & 1
 
 
+def _upper(n: int, m: int) -> float:
+    """P[Bin(n, ½) ≥ m] for m > n/2: the terms only shrink, so sum them from the first."""
+    log_first = math.lgamma(n + 1) - math.lgamma(m + 1) - math.lgamma(n - m + 1) - n * math.log(2)
+    total, term = 1.0, 1.0
+    for k in range(m, n):
+        term *= (n - k) / (k + 1)
+        total += term
+        if term < 1e-17 * total:
+            break
+    return min(1.0, math.exp(log_first) * total)
+
+
 def binomial_tail(n: int, m: int) -> float:
-    """P[Bin(n, ½) ≥ m], exact."""
+    """P[Bin(n, ½) ≥ m] (log-space terms; exact to floating-point precision)."""
     if m <= 0:
         return 1.0
     if m > n:
         return 0.0
-    total = sum(math.comb(n, k) for k in range(m, n + 1))
-    # total / 2**n without overflowing a float
-    return math.exp(math.log(total) - n * math.log(2)) if total else 0.0
+    if 2 * m > n:
+        return _upper(n, m)
+    return max(0.0, 1.0 - _upper(n, n - m + 1))  # symmetry of Bin(n, ½)
 
 
 @dataclass(frozen=True)
