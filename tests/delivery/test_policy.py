@@ -145,7 +145,8 @@ def test_pseudonyms_are_keyed_per_contract() -> None:
         ),
     )
     con.execute(
-        "CREATE TABLE s2 AS SELECT 1::BIGINT id, 'a' name, '13800000000' phone, 'r' region, 1.0::DOUBLE amount"
+        "CREATE TABLE s2 AS "
+        "SELECT 1::BIGINT id, 'a' name, '13800000000' phone, 'r' region, 1.0::DOUBLE amount"
     )
     a = con.execute(select_sql(plan, "s2", pseudonym_salt="aa", watermark_keys={})).fetchall()[0]
     b = con.execute(select_sql(plan, "s2", pseudonym_salt="bb", watermark_keys={})).fetchall()[0]
