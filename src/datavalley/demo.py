@@ -164,6 +164,9 @@ def _scenario(home: Path, console: Console, started: float) -> dict[str, object]
         traded.update(_analytics_act(console, op, people, traded["contract_id"]))
         traded.update(_settlement_act(console, op, people, traded["contract_id"]))
         traded.update(_psi_act(home, console, op, people, registered))
+        from datavalley.delivery.demo import delivery_act
+
+        traded.update(delivery_act(home, console, app, op, people, registered))
 
         console.rule("the verifiable ledger")
         reg_client = people["regulator"].client

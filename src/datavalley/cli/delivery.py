@@ -135,7 +135,7 @@ def trace(
                 s["recipient_id"],
                 s["pairs"],
                 s["matches"],
-                f"{s['false_attribution']:.3g}",
+                f"10^{s['false_attribution_log10']:.1f}",
                 "yes" if s["delivered"] else "no",
             ]
             for s in report["scores"][:10]
@@ -153,7 +153,7 @@ def trace(
                 f"[bold]attributed to contract {named['contract_id']}[/bold] "
                 f"(recipient {named['recipient_id']}): "
                 f"{named['matches']}/{named['pairs']} marks match; false-attribution probability ≤ "
-                f"{named['false_attribution']:.3g}"
+                f"10^{named['false_attribution_log10']:.1f}"
             )
         else:
             console.print(

@@ -350,7 +350,7 @@ class DeliveryNode:
     def _write(self, entry_dir: Path, prefix: str, sql: str, con: Any) -> list[DataFile]:
         import pyarrow.parquet as pq
 
-        table = con.execute(sql).to_arrow_table()
+        table = con.sql(sql).to_arrow_table()
         tmp = entry_dir.with_name(entry_dir.name + f".{uuid.uuid4().hex}.tmp")
         tmp.mkdir(parents=True, mode=0o700)
         files = []

@@ -41,8 +41,8 @@ def expected_bit(key: str, pair: int) -> int:
     return int(hashlib.sha256(f"{key}:{pair}".encode()).hexdigest()[:2], 16) & 1
 
 
-def _upper(n: int, m: int) -> float:
-    """P[Bin(n, ½) ≥ m] for m > n/2: the terms only shrink, so sum them from the first."""
+def _log_upper(n: int, m: int) -> float:
+    """ln P[Bin(n, ½) ≥ m] for m > n/2: the terms only shrink, so sum them from the first."""
     log_first = math.lgamma(n + 1) - math.lgamma(m + 1) - math.lgamma(n - m + 1) - n * math.log(2)
     total, term = 1.0, 1.0
     for k in range(m, n):
@@ -50,7 +50,19 @@ def _upper(n: int, m: int) -> float:
         total += term
         if term < 1e-17 * total:
             break
-    return min(1.0, math.exp(log_first) * total)
+    return min(0.0, log_first + math.log(total))
+
+
+def _upper(n: int, m: int) -> float:
+    return math.exp(_log_upper(n, m))
+
+
+def log10_tail(n: int, m: int) -> float:
+    """log10 P[Bin(n, ½) ≥ m] — readable where the probability itself underflows."""
+    if 2 * m > n and m <= n:
+        return _log_upper(n, m) / math.log(10)
+    p = binomial_tail(n, m)
+    return math.log10(p) if p > 0 else -1e9
 
 
 def binomial_tail(n: int, m: int) -> float:
@@ -79,6 +91,7 @@ class Score:
     pairs: int
     matches: int
     false_attribution: float  # union bound over all candidates
+    false_attribution_log10: float  # the same bound as log10 (it underflows a float for large files)
     attributed: bool
     delivered: bool
 
@@ -158,8 +171,9 @@ def trace(path: Path, secret: bytes, candidates: list[Candidate], *, alpha: floa
                 if bits == {expected_bit(key, pair)}:
                     m += 1
         bound = min(1.0, n_candidates * binomial_tail(n, m)) if n else 1.0
+        log_bound = min(0.0, math.log10(n_candidates) + log10_tail(n, m)) if n else 0.0
         ok = n > 0 and m >= MIN_MATCH * n and bound <= alpha
-        scores.append(Score(cand.contract_id, cand.recipient_id, n, m, bound, ok, cand.delivered))
-    scores.sort(key=lambda s: (s.false_attribution, -s.matches))
+        scores.append(Score(cand.contract_id, cand.recipient_id, n, m, bound, log_bound, ok, cand.delivered))
+    scores.sort(key=lambda s: (s.false_attribution_log10, -s.matches))
     named = next((s for s in scores if s.attributed), None)
     return TraceReport(rows, tuple(sorted(observed)), len(candidates), named, tuple(scores), alpha)
