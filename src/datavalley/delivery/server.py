@@ -50,6 +50,7 @@ from datavalley.rights.model import Resource
 from datavalley.rights.registration import get_resource, version_history
 
 PREFIX = "/delta-sharing"
+TABLES_TTL_S = 10.0
 URL_TTL = timedelta(minutes=10)
 MAX_URL_TTL = timedelta(minutes=15)
 ENTRY = re.compile(r"[0-9a-f]{64}")
@@ -192,6 +193,9 @@ class DeliveryNode:
         self._fingerprints = FingerprintCache()
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        # policy work is done once per (recipient, table, data version); remember where its files are
+        self._prepared: dict[tuple[str, ...], tuple[TablePlan, list[DataFile]]] = {}
+        self._tables: dict[str, tuple[float, list[TableRef]]] = {}
 
     # --- identity and names -----------------------------------------------------------------------
 
@@ -210,6 +214,15 @@ class DeliveryNode:
         return self.exchange.read(SYSTEM, get_product, grant.product_id)
 
     def tables(self, grant: Grant) -> list[TableRef]:
+        """The share's tables (names change only with the product; remembered for a few seconds)."""
+        hit = self._tables.get(grant.product_id)
+        if hit is not None and time.monotonic() - hit[0] < TABLES_TTL_S:
+            return hit[1]
+        refs = self._table_refs(grant)
+        self._tables[grant.product_id] = (time.monotonic(), refs)
+        return refs
+
+    def _table_refs(self, grant: Grant) -> list[TableRef]:
         product = self._product(grant)
         named: dict[str, str] = product.terms.get("tables") or {}
         if named:
@@ -377,6 +390,15 @@ class DeliveryNode:
 
     def prepare(self, grant: Grant, ref: TableRef, version: int) -> tuple[TablePlan, list[DataFile]]:
         """The recipient's policy-applied, watermarked files of ``ref`` at ``version`` (cached)."""
+        memo = ("q", grant.contract_id, grant.recipient_id, ref.resource_id, str(version), str(file_rows()))
+        hit = self._prepared.get(memo)
+        if hit is not None and all((self.root / "cache" / f.entry / f.name).is_file() for f in hit[1]):
+            return hit
+        out = self._prepare(grant, ref, version)
+        self._prepared[memo] = out
+        return out
+
+    def _prepare(self, grant: Grant, ref: TableRef, version: int) -> tuple[TablePlan, list[DataFile]]:
         terms = parse(self.exchange.read(SYSTEM, get_contract, grant.contract_id).policy)
         snap = self.snapshot(ref.resource_id, version)
         source = f"read_parquet({lit(str(snap))})"
@@ -403,6 +425,15 @@ class DeliveryNode:
 
     def prepare_changes(self, grant: Grant, ref: TableRef, version: int) -> tuple[TablePlan, list[DataFile]]:
         """Rows inserted and deleted between ``version - 1`` and ``version`` (``_change_type``), cached."""
+        memo = ("c", grant.contract_id, grant.recipient_id, ref.resource_id, str(version), str(file_rows()))
+        hit = self._prepared.get(memo)
+        if hit is not None and all((self.root / "cache" / f.entry / f.name).is_file() for f in hit[1]):
+            return hit
+        out = self._prepare_changes(grant, ref, version)
+        self._prepared[memo] = out
+        return out
+
+    def _prepare_changes(self, grant: Grant, ref: TableRef, version: int) -> tuple[TablePlan, list[DataFile]]:
         terms = parse(self.exchange.read(SYSTEM, get_contract, grant.contract_id).policy)
         new = f"read_parquet({lit(str(self.snapshot(ref.resource_id, version)))})"
         old = f"read_parquet({lit(str(self.snapshot(ref.resource_id, version - 1)))})"
