@@ -33,7 +33,7 @@ from datavalley.node.analysis import analyse_source, location_of, registration_p
 from datavalley.node.registry import NodeRegistry
 from market.conftest import Party, fund, negotiate, onboard
 
-ROWS = 3_000
+ROWS = 2_000
 FILE_ROWS = 400
 PROVINCES = ["贵州", "云南", "四川"]
 MONTH_FROM, MONTH_TO = "2026-02", "2026-06"
@@ -105,19 +105,6 @@ def cli(dep: Deployment, token: str, *args: str) -> int:
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result.exit_code
-
-
-def run_cli(dep: Deployment, token: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "DATAVALLEY_SERVER": dep.url,
-        "DATAVALLEY_TOKEN": token,
-        "DATAVALLEY_HOME": str(dep.home),
-    }
-    done = subprocess.run([DATAVALLEY, *args], env=env, capture_output=True, text=True, timeout=120)
-    if check:
-        assert done.returncode == 0, done.stderr + done.stdout
-    return done
 
 
 def policy_rows(path: Path) -> list[dict[str, str]]:

@@ -84,7 +84,7 @@ names = st.text(
 )
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(
     col=names,
     rows=st.lists(st.text(max_size=6), min_size=1, max_size=30),

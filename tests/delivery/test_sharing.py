@@ -27,7 +27,6 @@ from delivery.conftest import (
     cli,
     policy_rows,
     profile_json,
-    run_cli,
     table_url,
 )
 
@@ -39,20 +38,11 @@ pytestmark = pytest.mark.filterwarnings("ignore:The copy keyword is deprecated:D
 
 @pytest.fixture(scope="module")
 def analyst(deployment: Deployment) -> Path:
-    """The consumer downloads its profile with the real console script."""
+    """The consumer downloads its profile with the CLI (the server itself runs the real console script)."""
     dep = deployment
     out = dep.tmp / "analyst.share"
-    run_cli(
-        dep,
-        dep.insurer.token,
-        "delivery",
-        "profile",
-        dep.contract.id,
-        "--out",
-        str(out),
-        "--recipient",
-        "analyst",
-    )
+    args = ("delivery", "profile", dep.contract.id, "--out", str(out), "--recipient", "analyst")
+    assert cli(dep, dep.insurer.token, *args) == 0
     return out
 
 
