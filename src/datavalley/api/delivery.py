@@ -231,16 +231,29 @@ def table_changes(request: Request, share: str, schema: str, table: str) -> Resp
     return _guard(request, run)
 
 
-@sharing.api_route("/files/{entry}/{name}", methods=["GET", "HEAD"])
-def get_file(
-    request: Request, entry: str, name: str, exp: str = "", tok: str = "", sig: str = ""
-) -> Response:
-    """A cached Parquet file under a signed URL (no bearer: the URL is the credential, ≤ 15 minutes)."""
+def _file(request: Request, entry: str, name: str, exp: str, tok: str, sig: str) -> Response:
     try:
         path = node_of(request).verify_url(entry, name, exp, tok, sig)
     except DatavalleyError as exc:
         return _protocol_error(exc)
     return FileResponse(path, media_type="application/octet-stream")
+
+
+@sharing.get("/files/{entry}/{name}")
+def get_file(
+    request: Request, entry: str, name: str, exp: str = "", tok: str = "", sig: str = ""
+) -> Response:
+    """A cached Parquet file under a signed URL (no bearer: the URL is the credential, ≤ 15 minutes);
+    ``Range`` requests are answered with 206."""
+    return _file(request, entry, name, exp, tok, sig)
+
+
+@sharing.head("/files/{entry}/{name}")
+def head_file(
+    request: Request, entry: str, name: str, exp: str = "", tok: str = "", sig: str = ""
+) -> Response:
+    """The file's ``Content-Length`` (fsspec readers ask first)."""
+    return _file(request, entry, name, exp, tok, sig)
 
 
 # --- management: recipients, tokens, profiles, tracing ---------------------------------------------
