@@ -21,5 +21,6 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert summary["released"] == 800 * summary["uses"] and summary["queries_refused"] == 1
     assert summary["psi_cardinality"] == summary["psi_expected"] > 0 and summary["psi_uses"] == 2
     assert summary["cosignatures"] == 2 and summary["entries"] == summary["checkpoint_size"]
+    assert summary["delivered_rows"] > 0 and summary["traced_contract"] == summary["delivery_contract"]
     text = out.getvalue()
     assert "all verified" in text and "not a valid unified social credit code" in text

@@ -25,7 +25,7 @@ def delivery_act(
 
     console.rule("delivery under contract: Delta Sharing with policies, metering and leak tracing")
     try:
-        import delta_sharing
+        import delta_sharing  # type: ignore[import-untyped, import-not-found, unused-ignore]
     except ImportError:  # the `delivery` extra is not installed
         console.print("   (skipped: install the `delivery` extra for the official delta-sharing client)")
         return {}
