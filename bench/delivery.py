@@ -161,7 +161,7 @@ def main() -> None:
     ap.add_argument("--latency-queries", type=int, default=None)
     args = ap.parse_args()
     rows = args.rows or (300_000 if args.quick else 10_000_000)
-    reads = args.reads or (2 if args.quick else 3)
+    reads = args.reads or (2 if args.quick else 5)
     nlat = args.latency_queries or (10 if args.quick else 30)
     started = time.perf_counter()
     warnings.filterwarnings("ignore", message="The copy keyword is deprecated")
@@ -208,7 +208,7 @@ def main() -> None:
             )
 
             t = time.perf_counter()
-            first = httpx.post(query, json={}, headers=bearer, timeout=600)
+            first = httpx.post(query, json={}, headers=bearer, timeout=900)
             prepare_s = time.perf_counter() - t
             first.raise_for_status()
             files = [json.loads(x)["file"] for x in first.text.splitlines()[2:]]
@@ -216,15 +216,14 @@ def main() -> None:
             delivered_bytes = sum(f["size"] for f in files)
 
             url = f"{profile}#{cid.lower()}.{product_id.lower()}.trips"
-            client_runs = []
-            for _ in range(reads):
-                t = time.perf_counter()
-                df = delta_sharing.load_as_pandas(url)
-                client_runs.append(time.perf_counter() - t)
-                assert len(df) == delivered_rows
-                del df
+            if os.environ.get("DV_BENCH_PROFILE"):
+                import cProfile
+                import pstats
 
-            # baseline: the very same files from a plain static file server
+                delta_sharing.load_as_pandas(url)
+                cProfile.runctx("delta_sharing.load_as_pandas(url)", globals(), locals(), str(tmp / "p"))
+                pstats.Stats(str(tmp / "p"), stream=sys.stderr).sort_stats("cumulative").print_stats(30)
+            # baseline server: the very same files from a plain static file server
             sport = _port()
             cache = home / "node" / "delivery" / "cache"
             static = subprocess.Popen(
@@ -244,19 +243,36 @@ def main() -> None:
             plain = [f"http://127.0.0.1:{sport}/" + f["url"].split("/files/")[1].split("?")[0] for f in files]
             _wait(plain[0], static, "static server")
             fs = fsspec.filesystem("http")
-            base_runs = []
-            for _ in range(reads):
+
+            def read_all(urls: list[str]) -> float:
                 t = time.perf_counter()
                 parts = [
                     dataset(source=u, format="parquet", filesystem=fs)
                     .to_table()
                     .to_pandas(date_as_object=True, use_threads=False, split_blocks=False, self_destruct=True)
-                    for u in plain
+                    for u in urls
                 ]
                 frame = pd.concat(parts, axis=0, ignore_index=True)
-                base_runs.append(time.perf_counter() - t)
+                took = time.perf_counter() - t
                 assert len(frame) == delivered_rows
-                del frame, parts
+                return took
+
+            def client_read() -> float:
+                t = time.perf_counter()
+                df = delta_sharing.load_as_pandas(url)
+                took = time.perf_counter() - t
+                assert len(df) == delivered_rows
+                return took
+
+            # interleaved rounds, so that the load of the shared machine hits all three alike
+            client_runs, base_runs, node_runs = [], [], []
+            for _ in range(reads):
+                client_runs.append(client_read())
+                base_runs.append(read_all(plain))
+                fresh = httpx.post(query, json={}, headers=bearer, timeout=60)  # URLs live ≤ 15 minutes
+                signed = [json.loads(x)["file"]["url"] for x in fresh.text.splitlines()[2:]]
+                # the same reader on this node's signed URLs: separates file serving from protocol overhead
+                node_runs.append(read_all(signed))
 
             lat = []
             for _ in range(nlat):
@@ -295,6 +311,7 @@ def main() -> None:
         "prepare_s": round(prepare_s, 2),
         "client_s": [round(x, 2) for x in client_runs],
         "baseline_s": [round(x, 2) for x in base_runs],
+        "signed_urls_s": [round(x, 2) for x in node_runs],
         "client_rows_per_s": round(delivered_rows / best_client),
         "baseline_rows_per_s": round(delivered_rows / best_base),
         "client_median_s": round(statistics.median(client_runs), 2),
