@@ -28,6 +28,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
         "resource_frozen",
     )
     assert summary["charged_while_frozen"] == (0, 0) and summary["status_after"] == "registered"
+    assert summary["delivered_rows"] > 0 and summary["traced_contract"] == summary["delivery_contract"]
     text = out.getvalue()
     assert "all verified" in text and "not a valid unified social credit code" in text
     steps = [int(m) for m in re.findall(r"^(\d+)\. ", text, re.M)]

@@ -96,12 +96,17 @@ class Client:
         json: Any = None,
         params: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        content: bytes | None = None,
     ) -> httpx.Response:
-        """Send a request; raise the server's error class for any non-2xx answer."""
+        """Send a request (a JSON body, or raw ``content``); raise the server's error class for any non-2xx
+        answer."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         clean = {k: v for k, v in (params or {}).items() if v is not None}
         try:
-            resp = self._http.request(method, path, json=json, params=clean, headers=headers)
+            if content is not None:
+                resp = self._http.request(method, path, content=content, params=clean, headers=headers)
+            else:
+                resp = self._http.request(method, path, json=json, params=clean, headers=headers)
         except httpx.TransportError as exc:
             raise Unavailable(f"cannot reach the exchange at {self.base_url}: {exc}") from exc
         if resp.status_code >= 400:

@@ -326,6 +326,12 @@ def act_sources(s: Story) -> None:
     s.facts.update(sources_act(s.home, s.console, s.op, s.people))
 
 
+def act_delivery(s: Story) -> None:
+    from datavalley.delivery.demo import delivery_act
+
+    s.facts.update(delivery_act(s.home, s.console, s.app, s.op, s.people, s.facts))
+
+
 def act_governance(s: Story) -> None:
     from datavalley.market.governance_demo import governance_act
 
@@ -340,6 +346,7 @@ ACTS: tuple[Callable[[Story], None], ...] = (
     act_settlement,
     act_psi,
     act_sources,
+    act_delivery,
     act_governance,
     act_pictures,
     act_ledger,

@@ -150,4 +150,8 @@ def create_app(exchange: Exchange, *, publisher: bool = False) -> FastAPI:
     for target in ROUTERS:
         module, _, attr = target.partition(":")
         app.include_router(getattr(importlib.import_module(module), attr), prefix="/v1")
+    from datavalley.api import delivery  # Delta Sharing: its own prefix and token scheme (docs/DELIVERY.md)
+
+    app.include_router(delivery.router)
+    app.include_router(delivery.sharing)
     return app

@@ -48,6 +48,8 @@ GROUPS: dict[str, tuple[str, str]] = {
     ),
     "query": ("datavalley.cli.market:query_app", "Private SQL under a contract (noised, metered)."),
     "psi": ("datavalley.cli.psi:psi_app", "Private set intersection under contracts: serve, run."),
+    "delivery": ("datavalley.cli.delivery:delivery_app", "Delta Sharing delivery: profiles, tokens, reads."),
+    "watermark": ("datavalley.cli.delivery:watermark_app", "Trace a leaked copy to its contract."),
 }
 
 #: Global options that take a value, and flags; accepted anywhere on the command line.

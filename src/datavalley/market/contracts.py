@@ -210,12 +210,15 @@ def _narrow(template: dict[str, Any], kind: ProductKind, req: dict[str, Any]) ->
             terms["privacy"] = template["privacy"]
     if kind == ProductKind.FILE_DELIVERY:
         terms["max_quantity"] = req.get("max_quantity", template.get("max_quantity"))
+        if template.get("delivery"):
+            terms["delivery"] = template["delivery"]
     return terms
 
 
 def _policy_for(row: ContractRow, product: ProductRow, start: datetime) -> dict[str, Any]:
     t = row.policy.get("terms", row.policy)
     privacy = t.get("privacy") or {}
+    delivery = t.get("delivery") or {}
     terms = Terms(
         uid=urn("contract", row.id),
         assigner=urn("participant", row.provider_id),
@@ -232,6 +235,11 @@ def _policy_for(row: ContractRow, product: ProductRow, start: datetime) -> dict[
         privacy_unit=privacy.get("privacy_unit"),
         psi_modes=tuple(t.get("psi_modes") or ()),
         max_quantity=t.get("max_quantity"),
+        columns=tuple(delivery.get("columns") or ()),
+        pi_treatment=delivery.get("pi"),
+        licensed_pi=tuple(delivery.get("licensed_pi") or ()),
+        row_filter=tuple(delivery.get("row_filter") or ()),
+        max_bytes=delivery.get("max_bytes"),
         duties=(
             {
                 "action": "compensate",

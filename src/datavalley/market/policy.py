@@ -12,6 +12,10 @@ constraint we do not understand is a constraint we would silently ignore):
 - constraints: ``purpose`` isAnyOf, ``dateTime`` gteq/lt, ``count`` lteq, ``spatial`` isAnyOf,
   ``dv:minGroupSize`` gteq, ``dv:privacyBudget`` lteq (ε), ``dv:privacyUnit`` eq, ``dv:mode`` isAnyOf
   (PSI modes), ``dv:maxQuantity`` lteq (delivered rows/MB);
+- delivery constraints (``dv:deliver``, docs/DELIVERY.md): ``dv:column`` isAnyOf (the columns delivered),
+  ``dv:piTreatment`` eq (``exclude`` | ``pseudonymise`` personal columns not licensed), ``dv:licensedPI``
+  isAnyOf (personal columns delivered in clear), ``dv:rowFilter`` eq (row conditions, AND-ed),
+  ``dv:maxBytes`` lteq (bytes delivered over the term);
 - duties: ``compensate`` (payment) — recorded, enforced by the accounting;
 - prohibitions (any action, e.g. ``dv:reidentify``, ``distribute``) — recorded, attested by signing.
 """
@@ -58,6 +62,14 @@ class Terms:
     max_quantity: int | None = None
     prohibitions: tuple[str, ...] = DEFAULT_PROHIBITIONS
     duties: tuple[dict[str, Any], ...] = ()
+    columns: tuple[str, ...] = ()
+    pi_treatment: str | None = None
+    licensed_pi: tuple[str, ...] = ()
+    row_filter: tuple[dict[str, Any], ...] = ()
+    max_bytes: int | None = None
+
+
+PI_TREATMENTS = ("exclude", "pseudonymise")
 
 
 @dataclass(frozen=True)
@@ -120,6 +132,24 @@ def build_agreement(terms: Terms) -> dict[str, Any]:
         c.append({"leftOperand": "dv:mode", "operator": "isAnyOf", "rightOperand": list(terms.psi_modes)})
     if terms.max_quantity is not None:
         c.append({"leftOperand": "dv:maxQuantity", "operator": "lteq", "rightOperand": terms.max_quantity})
+    if terms.columns:
+        c.append({"leftOperand": "dv:column", "operator": "isAnyOf", "rightOperand": list(terms.columns)})
+    if terms.pi_treatment is not None:
+        c.append({"leftOperand": "dv:piTreatment", "operator": "eq", "rightOperand": terms.pi_treatment})
+    if terms.licensed_pi:
+        c.append(
+            {"leftOperand": "dv:licensedPI", "operator": "isAnyOf", "rightOperand": list(terms.licensed_pi)}
+        )
+    if terms.row_filter:
+        c.append(
+            {
+                "leftOperand": "dv:rowFilter",
+                "operator": "eq",
+                "rightOperand": [dict(f) for f in terms.row_filter],
+            }
+        )
+    if terms.max_bytes is not None:
+        c.append({"leftOperand": "dv:maxBytes", "operator": "lteq", "rightOperand": terms.max_bytes})
     permission: dict[str, Any] = {"target": terms.target, "action": terms.action, "constraint": c}
     if terms.duties:
         permission["duty"] = [dict(d) for d in terms.duties]
@@ -224,6 +254,20 @@ def parse(policy: Any) -> Terms:
                 values["psi_modes"] = modes
             case ("dv:maxQuantity", "lteq"):
                 values["max_quantity"] = _number(right, "dv:maxQuantity", integer=True)
+            case ("dv:column", "isAnyOf"):
+                values["columns"] = _strings(right, "dv:column")
+            case ("dv:piTreatment", "eq"):
+                if right not in PI_TREATMENTS:
+                    raise _bad(f"dv:piTreatment must be one of {list(PI_TREATMENTS)}, got {right!r}")
+                values["pi_treatment"] = right
+            case ("dv:licensedPI", "isAnyOf"):
+                values["licensed_pi"] = _strings(right, "dv:licensedPI")
+            case ("dv:rowFilter", "eq"):
+                from datavalley.delivery.policy import parse_row_filter
+
+                values["row_filter"] = parse_row_filter(right, "dv:rowFilter")
+            case ("dv:maxBytes", "lteq"):
+                values["max_bytes"] = _number(right, "dv:maxBytes", integer=True)
             case _:
                 raise _bad(f"unsupported constraint {left!r} {op!r}: it would not be enforced")
     for required in ("purposes", "valid_from", "valid_until"):

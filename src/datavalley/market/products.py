@@ -137,6 +137,7 @@ def parse_terms(kind: ProductKind, value: Any) -> dict[str, Any]:
         "max_quantity",
         "tables",
         "engine",
+        "delivery",
     }
     unknown = sorted(set(value) - known)
     if unknown:
@@ -226,6 +227,12 @@ def parse_terms(kind: ProductKind, value: Any) -> dict[str, Any]:
         out["tables"] = dict(sorted(tables.items()))
     if kind == ProductKind.FILE_DELIVERY and value.get("max_quantity") is not None:
         out["max_quantity"] = _int(value["max_quantity"], "terms.max_quantity", 1, 10**12)
+    if value.get("delivery") is not None:
+        if kind != ProductKind.FILE_DELIVERY:
+            raise InvalidInput("delivery terms apply only to file delivery products", field="terms.delivery")
+        from datavalley.delivery.policy import parse_delivery_terms
+
+        out["delivery"] = parse_delivery_terms(value["delivery"])
     return out
 
 
@@ -444,6 +451,18 @@ def compliance_checklist(ctx: Context, row: ProductRow) -> list[dict[str, Any]]:
         f"not confirmed by the operator: {unconfirmed}" if unconfirmed else "confirmed by the operator",
     )
     raw_sensitive = [r.id for r in res if r.sensitive_pii] if row.kind == ProductKind.FILE_DELIVERY else []
+    if raw_sensitive and row.terms.get("delivery"):
+        # a delivery policy excludes or pseudonymises personal columns unless it licenses them in clear
+        licensed = set(row.terms["delivery"].get("licensed_pi") or ())
+        raw_sensitive = [
+            r.id
+            for r in res
+            if r.sensitive_pii
+            and any(
+                isinstance(c, dict) and c.get("sensitive") and c.get("column") in licensed
+                for c in (r.pii.get("columns") or [])
+            )
+        ]
     check(
         "no_raw_sensitive_pi",
         not raw_sensitive,
