@@ -137,4 +137,7 @@ def create_app(exchange: Exchange, *, publisher: bool = False) -> FastAPI:
     app.include_router(registry.router, prefix="/v1")
     app.include_router(market.router, prefix="/v1")
     app.include_router(ledger.router, prefix="/v1")
+    from datavalley.api import crossborder
+
+    app.include_router(crossborder.router, prefix="/v1")
     return app

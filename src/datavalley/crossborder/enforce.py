@@ -260,7 +260,8 @@ def _live(r: CrossborderRecordRow, now: datetime) -> bool:
 
 
 FILE_HINT = {
-    "security_assessment": "a CAC security assessment approval (datavalley crossborder file security_assessment)",
+    "security_assessment": "a CAC security assessment approval "
+    "(datavalley crossborder file security_assessment)",
     "standard_contract": "a filed standard contract with its filing number (datavalley crossborder file "
     "standard_contract)",
     "certification": "a PI protection certification",
@@ -273,7 +274,10 @@ FILE_HINT = {
 def refusal_message(a: Assessment, contract_id: str) -> str:
     d = a.decision
     if d.pathway == Pathway.FORBIDDEN:
-        return f"cross-border transfer under contract {contract_id} is forbidden: {d.reasons[0]} ({d.articles[0]})"
+        return (
+            f"cross-border transfer under contract {contract_id} is forbidden: "
+            f"{d.reasons[0]} ({d.articles[0]})"
+        )
     parts = []
     if a.blocking:
         parts.append("file " + "; and ".join(" or ".join(FILE_HINT[k] for k in g) for g in a.blocking))

@@ -76,8 +76,10 @@ def _cn(p: Proposal, r: RuleSet) -> Decision:
     sensitive = personal and p.sensitive
     pi_duties = (
         (
-            f"notice and separate consent for the export ({a['separate_consent']}; {a['notice_consent_pipia']})",
-            f"PI protection impact assessment before export, kept 3 years ({a['pipia']}; {a['pipia_contents']})",
+            "notice and separate consent for the export "
+            f"({a['separate_consent']}; {a['notice_consent_pipia']})",
+            "PI protection impact assessment before export, kept 3 years "
+            f"({a['pipia']}; {a['pipia_contents']})",
         )
         if personal
         else ()

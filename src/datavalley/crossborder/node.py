@@ -66,5 +66,5 @@ def resource_sketch(home: Path, participant_id: str, resource_id: str, pii: dict
 
     quoted = '"' + column.replace('"', '""') + '"'
     with connect(open_source(loc.location, format=loc.format)) as conn:
-        rows = conn.execute(f"SELECT DISTINCT CAST({quoted} AS VARCHAR) FROM {conn.view}")  # noqa: S608
+        rows = conn.execute(f"SELECT DISTINCT CAST({quoted} AS VARCHAR) FROM {conn.view}")
     return sketch.build(kind, (r[0] for r in rows), salt_for(home, participant_id))

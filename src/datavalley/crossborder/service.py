@@ -17,8 +17,8 @@ from sqlalchemy import select
 
 from datavalley.canonical import digest
 from datavalley.crossborder import sketch
-from datavalley.crossborder.engine import decide
 from datavalley.crossborder.enforce import assess, jurisdiction, record, refusal_message
+from datavalley.crossborder.engine import decide
 from datavalley.crossborder.model import (
     BASES,
     GDPR_ROLES,
@@ -512,7 +512,8 @@ def register_csv(ctx: Context, *, exporter_id: str | None = None) -> str:
         for t in page.items:
             w.writerow(
                 [
-                    t.id, t.created_at.isoformat(), t.stage, t.contract_id or "", t.exporter_id, t.recipient_id,
+                    t.id, t.created_at.isoformat(), t.stage, t.contract_id or "", t.exporter_id,
+                    t.recipient_id,
                     t.origin, t.destination, t.pathway, t.exemption or "", str(t.allowed).lower(),
                     str(t.personal).lower(), "; ".join(t.articles), "; ".join("|".join(g) for g in t.missing),
                     "; ".join(t.records), t.year, t.individuals_ub, t.sensitive_ub,
