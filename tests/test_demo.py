@@ -21,5 +21,8 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert summary["released"] == 800 * summary["uses"] and summary["queries_refused"] == 1
     assert summary["psi_cardinality"] == summary["psi_expected"] > 0 and summary["psi_uses"] == 2
     assert summary["cosignatures"] == 2 and summary["entries"] == summary["checkpoint_size"]
+    assert summary["crossborder_aggregate_pathway"] == "non_personal" and summary["crossborder_refused"]
+    assert summary["crossborder_delivery_pathway"] == "standard_contract"
+    assert summary["crossborder_counted_upper_bound"] >= 110_000  # never below the true count
     text = out.getvalue()
     assert "all verified" in text and "not a valid unified social credit code" in text

@@ -35,6 +35,9 @@ def _show(st: CliState, data: Any, title: str = "") -> None:
 
 
 def _body(answer: Any) -> Any:
+    """The ``data`` of a state change's answer (``Client.post`` returns data, receipts, replayed)."""
+    if isinstance(answer, tuple):
+        return answer[0]
     return answer.get("data", answer) if isinstance(answer, dict) else answer
 
 
@@ -62,7 +65,9 @@ def decide_cmd(
 ) -> None:
     """Run the decision engine on a hypothetical transfer (nothing is recorded)."""
     st = state(ctx)
-    answer = st.client().post("/v1/crossborder/decide", _json_opt(proposal, "proposal"))
+    answer = (
+        st.client().request("POST", "/v1/crossborder/decide", json=_json_opt(proposal, "proposal")).json()
+    )
     _show(st, answer, "decision")
 
 

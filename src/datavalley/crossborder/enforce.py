@@ -262,7 +262,7 @@ def _live(r: CrossborderRecordRow, now: datetime) -> bool:
 FILE_HINT = {
     "security_assessment": "a CAC security assessment approval "
     "(datavalley crossborder file security_assessment)",
-    "standard_contract": "a filed standard contract with its filing number (datavalley crossborder file "
+    "standard_contract": "a standard contract with its filing number (datavalley crossborder file "
     "standard_contract)",
     "certification": "a PI protection certification",
     "consent": "evidence of separate consent for the sensitive PI (datavalley crossborder file consent)",
