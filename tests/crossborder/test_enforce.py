@@ -1,0 +1,288 @@
+"""Enforcement where data moves: contract acceptance, every use (private SQL, PSI, delivery reads),
+records, counting — on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import base64
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from conftest import World
+from crossborder.conftest import MEMBERS, contract_for, deliver, events, foreign
+from datavalley.crossborder import sketch
+from datavalley.crossborder.node import resource_sketch
+from datavalley.crossborder.tables import CrossborderTransferRow
+from datavalley.errors import Conflict, Forbidden, InvalidInput, NotFound, PolicyViolation
+from datavalley.market.model import Product
+from market.conftest import Party, negotiate, use
+
+
+def _register(world: World, exporter: str | None = None) -> list[dict]:
+    reg = world.client_for(world.operator_token)
+    return reg.get("/v1/crossborder/register", exporter_id=exporter, limit=200)["items"]
+
+
+def _submit(world: World, provider: Party, rid: str) -> dict:
+    res = provider.client.get_resource(rid)
+    data = resource_sketch(world.home, provider.participant_id, rid, res.pii)
+    return provider.client.post(f"/v1/crossborder/resources/{rid}/sketch", {"sketch": sketch.encode(data)})[0]
+
+
+def _file(provider: Party, **body: object) -> dict:
+    body.setdefault("evidence", "signed copy in the archive")
+    return provider.client.post("/v1/crossborder/records", body)[0]
+
+
+def test_domestic_transfers_are_not_registered(
+    world: World, retailer: Party, aggregate_product: Product
+) -> None:
+    from market.conftest import onboard
+
+    insurer = onboard(world, "Zunyi Insurance", ["consumer"])
+    from market.conftest import fund
+
+    fund(world, insurer, 100_000)
+    c = negotiate(retailer, insurer, aggregate_product.id, purpose="market-research")
+    use(insurer, c.id, purpose="market-research")
+    assert _register(world) == []
+
+
+def test_aggregate_to_germany_is_recorded_as_non_personal(
+    world: World, retailer: Party, german: Party, aggregate_product: Product
+) -> None:
+    cid = contract_for(retailer, german, aggregate_product.id)
+    use(german, cid, purpose="market-research", region="CN")
+    rows = _register(world, retailer.participant_id)
+    assert [(r["stage"], r["pathway"], r["allowed"], r["destination"]) for r in rows] == [
+        ("accept", "non_personal", True, "DE"),
+        ("use", "non_personal", True, "DE"),
+    ]
+    assert "PIPL art. 73(4)" in rows[1]["non_personal_reason"] and rows[1]["personal"] is False
+    assert world.client_for(world.operator_token).get("/v1/crossborder/counters") == []
+    # the region a party declares is not what decides: the consumer's verified jurisdiction is
+    assert len(events(world, "crossborder.transfer")) == 2
+
+
+def test_row_level_delivery_needs_the_nodes_sketch_and_counts_each_person_once(
+    world: World, retailer: Party, german: Party, delivery_product: Product, members: str
+) -> None:
+    cid = contract_for(retailer, german, delivery_product.id)
+    with pytest.raises(PolicyViolation, match="identifier sketch") as exc:
+        deliver(retailer, cid)
+    assert exc.value.details["sketches_needed"] == [members]
+    info = _submit(world, retailer, members)
+    assert MEMBERS <= info["upper_bound"] <= MEMBERS * 1.03
+    deliver(retailer, cid)  # fewer than 100,000 people, not sensitive, not a CIIO: art. 5(4)
+    rows = [r for r in _register(world, retailer.participant_id) if r["stage"] == "use"]
+    assert [(r["pathway"], r["personal"]) for r in rows] == [("exempt", True)]
+    assert rows[0]["articles"] == ["CAC 2024 art. 5(4)"]
+    first = world.client_for(world.operator_token).get("/v1/crossborder/counters")
+    # a second delivery and a second foreign recipient of the same people: still counted once
+    deliver(retailer, cid, 1)
+    other = foreign(world, "Lyon Études SARL", country="FR")
+    cid2 = contract_for(retailer, other, delivery_product.id)
+    deliver(retailer, cid2, region="CN")
+    after = world.client_for(world.operator_token).get("/v1/crossborder/counters")
+    assert len(after) == 1 and after[0]["kind"] == "pi"
+    assert after[0]["upper_bound"] == first[0]["upper_bound"] >= MEMBERS
+    assert len(events(world, "crossborder.counted")) == 3
+
+
+def _big_sketch(n: int) -> str:
+    return sketch.encode(sketch.build("cn_mobile", (f"1380000{i:05d}" for i in range(n)), b"s" * 32))
+
+
+def test_standard_contract_pathway_refuses_until_filed_then_counts(
+    world: World, retailer: Party, german: Party, delivery_product: Product, members: str
+) -> None:
+    # the node reports 150,000 distinct people (e.g. a larger version): the standard contract pathway
+    retailer.client.post(f"/v1/crossborder/resources/{members}/sketch", {"sketch": _big_sketch(150_000)})
+    cid = contract_for(
+        retailer, german, delivery_product.id
+    )  # acceptance: filing is due before the first use
+    with pytest.raises(PolicyViolation, match="standard_contract pathway") as exc:
+        deliver(retailer, cid)
+    assert exc.value.details["missing"] == [["standard_contract", "certification"]]
+    # refused: nothing metered, nothing paid, nothing counted, nothing registered at the use stage
+    assert german.client.get_contract(cid).uses == 0
+    assert world.client_for(world.operator_token).get("/v1/crossborder/counters") == []
+    asked = german.client.post(f"/v1/crossborder/contracts/{cid}/transfers", {"operation": "dv:deliver"})[0]
+    assert asked["allowed"] is False and asked["decision"]["pathway"] == "standard_contract"
+    assert len(events(world, "crossborder.refused")) == 1
+    with pytest.raises(InvalidInput, match="number"):
+        _file(retailer, kind="standard_contract", contract_id=cid)
+    with pytest.raises(Forbidden):
+        _file(german, kind="standard_contract", contract_id=cid, number="X-1")
+    rec = _file(retailer, kind="standard_contract", contract_id=cid, number="GZ-SC-2026-0042")
+    with pytest.raises(Conflict, match="already filed"):
+        _file(retailer, kind="standard_contract", contract_id=cid, number="GZ-SC-2026-0042")
+    deliver(retailer, cid)
+    counters = world.client_for(world.operator_token).get("/v1/crossborder/counters")
+    assert counters[0]["upper_bound"] >= 150_000
+    used = [r for r in _register(world, retailer.participant_id) if r["stage"] == "use"]
+    assert used[-1]["records"] == [rec["id"]] and used[-1]["allowed"]
+    retailer.client.post(f"/v1/crossborder/records/{rec['id']}/revoke", {"reason": "contract ended"})
+    with pytest.raises(PolicyViolation, match="standard"):
+        deliver(retailer, cid, 2)
+
+
+def test_security_assessment_is_checked_at_acceptance_with_scope_and_expiry(
+    world: World, retailer: Party, german: Party, delivery_product: Product, members: str
+) -> None:
+    op = world.operator
+    op.request("PUT", f"/v1/crossborder/participants/{retailer.participant_id}/facts", json={"ciio": True})
+    c = german.client.request_contract(delivery_product.id, purpose="market-research").value
+    retailer.client.contract_action(c.id, "offer")
+    with pytest.raises(PolicyViolation, match="security_assessment"):
+        german.client.contract_action(c.id, "accept")
+    assert german.client.get_contract(c.id).state.value == "OFFERED"
+    now = world.clock.now
+    with pytest.raises(InvalidInput, match="3 years"):
+        _file(retailer, kind="security_assessment", number="CAC-SA-1",
+              valid_until=(now + timedelta(days=3 * 366)).isoformat())  # fmt: skip
+    _file(retailer, kind="security_assessment", number="CAC-SA-US", scope={"jurisdictions": ["US"]})
+    with pytest.raises(PolicyViolation, match="security_assessment"):
+        german.client.contract_action(c.id, "accept")
+    sa = _file(retailer, kind="security_assessment", number="CAC-SA-DE", scope={"jurisdictions": ["DE"]},
+               valid_until=(now + timedelta(days=25)).isoformat())  # fmt: skip
+    german.client.contract_action(c.id, "accept")
+    retailer.client.sign_agreement(c.id, retailer.key)
+    german.client.sign_agreement(c.id, german.key)
+    _submit(world, retailer, members)
+    deliver(retailer, c.id)
+    soon = world.client_for(world.operator_token).get("/v1/crossborder/expiring", within_days=365)
+    assert [e["record"]["id"] for e in soon] == [sa["id"]]
+    # 25 days left: inside the window for applying for an extension (60 working days, CAC 2024 art. 9)
+    assert soon[0]["in_renewal_window"] is True and soon[0]["expired"] is False
+    assert world.client_for(world.operator_token).get("/v1/crossborder/expiring", within_days=20) == []
+    world.clock.advance(days=26)  # the approval expired; the contract (30 days) still runs
+    with pytest.raises(PolicyViolation, match="security_assessment"):
+        deliver(retailer, c.id, 1)
+
+
+def test_sensitive_pi_needs_a_standard_contract_and_consent(
+    world: World, retailer: Party, german: Party, tmp_path: Path
+) -> None:
+    from market.conftest import list_product
+    from rights.conftest import analysis_of, write_trips
+
+    path = write_trips(tmp_path / "trips.csv")
+    from datavalley.node.analysis import analyse_source, location_of
+    from datavalley.node.registry import NodeRegistry
+
+    rid = retailer.client.register_resource(
+        name="Trips", sector="transport", lawful_source="driver contracts", analysis=analysis_of(path),
+        published=True,
+    ).value.id  # fmt: skip
+    a = analyse_source(str(path))
+    NodeRegistry(world.home).record(rid, location_of(a.source, a.fingerprint))
+    world.operator.resource_action(rid, "classification", {"grade": "general", "reason": "reviewed"})
+    terms = {
+        "purposes": ["market-research"],
+        "regions": ["DE", "CN"],
+        "valid_days": 30,
+        "max_uses": 5,
+        "psi_modes": ["intersection", "cardinality"],
+        "psi": {"id_column": "driver_id", "id_kind": "cn_ric"},
+    }
+    product = list_product(world, retailer, rid, kind="set_intersection", terms=terms)  # fmt: skip
+    cid = contract_for(retailer, german, product.id)
+    _submit(world, retailer, rid)
+    body = {"operation": "dv:intersect", "purpose": "market-research", "region": "DE", "mode": "intersection"}
+    with pytest.raises(PolicyViolation, match="standard_contract") as exc:
+        retailer.client.record_use(cid, request_digest="sha256:" + "a" * 64, **body)
+    assert exc.value.details["missing"] == [["standard_contract", "certification"], ["consent"]]
+    _file(retailer, kind="standard_contract", contract_id=cid, number="GZ-SC-9")
+    with pytest.raises(PolicyViolation, match="consent"):
+        retailer.client.record_use(cid, request_digest="sha256:" + "a" * 64, **body)
+    _file(retailer, kind="consent", resource_id=rid)
+    retailer.client.record_use(cid, request_digest="sha256:" + "a" * 64, **body)
+    counters = world.client_for(world.operator_token).get("/v1/crossborder/counters")
+    assert [c["kind"] for c in counters] == ["sensitive"] and 40 <= counters[0]["upper_bound"] <= 42
+    # a cardinality session over the same data only releases a count: non-personal, not counted
+    retailer.client.record_use(cid, request_digest="sha256:" + "b" * 64, **{**body, "mode": "cardinality"})
+    rows = _register(world, retailer.participant_id)
+    assert rows[-1]["pathway"] == "non_personal" and "PSI cardinality" in rows[-1]["non_personal_reason"]
+
+
+def test_authorisation_and_visibility(
+    world: World, retailer: Party, german: Party, delivery_product: Product, members: str
+) -> None:
+    cid = contract_for(retailer, german, delivery_product.id)
+    asked = german.client.post(f"/v1/crossborder/contracts/{cid}/transfers", {"operation": "dv:deliver"})[0]
+    assert asked["allowed"] is False  # no sketch yet
+    with pytest.raises(Forbidden):
+        german.client.request(
+            "PUT", f"/v1/crossborder/participants/{german.participant_id}/facts", json={"ciio": False}
+        )
+    with pytest.raises(Forbidden):
+        retailer.client.post(
+            f"/v1/crossborder/participants/{retailer.participant_id}/nodes",
+            {"jurisdiction": "CN", "site": "x", "evidence": "y"},
+        )
+    with pytest.raises(Forbidden):
+        german.client.post(f"/v1/crossborder/resources/{members}/sketch", {"sketch": _big_sketch(3)})
+    outsider = foreign(world, "Nosy Ltd", country="GB", roles=["consumer", "provider"])
+    with pytest.raises(Forbidden):
+        outsider.client.post(f"/v1/crossborder/resources/{members}/sketch", {"sketch": _big_sketch(3)})
+    for path in (f"/v1/crossborder/contracts/{cid}/pipia", f"/v1/crossborder/contracts/{cid}/filing-pack"):
+        with pytest.raises(NotFound):
+            outsider.client.get(path)
+    with pytest.raises(NotFound):
+        outsider.client.post(f"/v1/crossborder/contracts/{cid}/transfers", {})
+    with pytest.raises(NotFound):
+        outsider.client.get(f"/v1/crossborder/participants/{retailer.participant_id}")
+    # the register shows an exporter only its own transfers; the regulator's view has them all
+    assert outsider.client.get("/v1/crossborder/register")["items"] == []
+    assert german.client.get("/v1/crossborder/register")["items"] == []
+    assert len(retailer.client.get("/v1/crossborder/register")["items"]) == len(_register(world)) == 2
+    assert outsider.client.get("/v1/crossborder/counters") == []
+    assert outsider.client.request("GET", "/v1/crossborder/register.csv").text.count("\n") == 1
+
+
+def test_bad_input_is_refused_and_changes_nothing(
+    world: World, retailer: Party, german: Party, delivery_product: Product, members: str
+) -> None:
+    garbage = base64.b64encode(b"\x0a\x01\x07\x0e" + b"\x00" * 60).decode()
+    truncated = sketch.encode(base64.b64decode(_big_sketch(10))[:-4])
+    for bad in ("not base64!!", garbage, truncated):
+        with pytest.raises(InvalidInput):
+            retailer.client.post(f"/v1/crossborder/resources/{members}/sketch", {"sketch": bad})
+    with pytest.raises(InvalidInput, match="unknown record kind"):
+        _file(retailer, kind="adequacy", number="1")
+    with pytest.raises(InvalidInput, match=r"scope\.basis"):
+        cid = contract_for(retailer, german, delivery_product.id)
+        _file(retailer, kind="basis", contract_id=cid, scope={"basis": "because"})
+    with pytest.raises(InvalidInput, match="unknown free trade zone"):
+        world.operator.request(
+            "PUT", f"/v1/crossborder/participants/{retailer.participant_id}/facts",
+            json={"ciio": False, "ftz_zone": "atlantis"},
+        )  # fmt: skip
+    with pytest.raises(InvalidInput, match="within_days"):
+        retailer.client.get("/v1/crossborder/expiring", within_days=0)
+    with pytest.raises(InvalidInput):
+        retailer.client.request("POST", "/v1/crossborder/decide", json={"origin": "CN"})
+    with pytest.raises(InvalidInput):
+        retailer.client.request("POST", "/v1/crossborder/decide", json={"origin": "CN", "recipient": "DE",
+                                                                       "personal": "yes"})  # fmt: skip
+    with Session(world.exchange.engine) as s:
+        assert s.scalar(select(func.count()).select_from(CrossborderTransferRow)) == 1  # the acceptance
+    assert events(world, "crossborder.sketch_submitted") == []
+    assert events(world, "crossborder.record_filed") == []
+
+
+def test_exemption_basis_is_a_filed_record(
+    world: World, retailer: Party, german: Party, delivery_product: Product, members: str
+) -> None:
+    retailer.client.post(f"/v1/crossborder/resources/{members}/sketch", {"sketch": _big_sketch(150_000)})
+    cid = contract_for(retailer, german, delivery_product.id)
+    _file(retailer, kind="basis", contract_id=cid, scope={"basis": "contract_necessity"})
+    deliver(retailer, cid)
+    row = next(r for r in _register(world) if r["stage"] == "use")
+    assert (row["pathway"], row["exemption"]) == ("exempt", "contract_necessity")
+    # exempted under art. 5(1): not added to the annual count
+    assert world.client_for(world.operator_token).get("/v1/crossborder/counters") == []
