@@ -52,7 +52,9 @@ def write_members(path: Path, rows: int, seed: int = 11) -> Path:
     return path
 
 
-def _onboard(op: Client, app: Any, name: str, registry_id: str, roles: list[str], country: str) -> Any:
+def _onboard(
+    op: Client, app: Any, name: str, registry_id: str, roles: list[str], country: str
+) -> tuple[str, Client, Ed25519PrivateKey]:
     reg = op.register_participant(
         name=name, kind="enterprise", registry_id=registry_id, roles=roles, admin_name=f"admin of {name}",
         country=country,

@@ -26,7 +26,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from datavalley.errors import InvalidInput
+from datavalley.errors import InvalidInput, Unavailable
 
 LG_K = 14
 NUM_STD_DEV = 3
@@ -35,8 +35,13 @@ _MAX_BYTES = 40 + (1 << LG_K)  # HLL_8 compact image: header + one byte per regi
 
 
 def _ds() -> Any:
-    import datasketches
-
+    try:
+        import datasketches  # type: ignore[import-untyped,unused-ignore]
+    except ImportError:  # pragma: no cover - the extra is installed wherever tests run
+        raise Unavailable(
+            "counting individuals across borders needs Apache DataSketches: "
+            "pip install 'datavalley[crossborder]'"
+        ) from None
     return datasketches
 
 
