@@ -18,7 +18,7 @@ from datavalley.crossborder.node import resource_sketch
 from datavalley.crossborder.tables import CrossborderTransferRow
 from datavalley.errors import Conflict, Forbidden, InvalidInput, NotFound, PolicyViolation
 from datavalley.market.model import Product
-from market.conftest import Party, negotiate, use
+from market.conftest import Party, fund, list_product, negotiate, onboard, use
 
 
 def _register(world: World, exporter: str | None = None) -> list[dict]:
@@ -37,23 +37,14 @@ def _file(provider: Party, **body: object) -> dict:
     return provider.client.post("/v1/crossborder/records", body)[0]
 
 
-def test_domestic_transfers_are_not_registered(
-    world: World, retailer: Party, aggregate_product: Product
-) -> None:
-    from market.conftest import onboard
-
-    insurer = onboard(world, "Zunyi Insurance", ["consumer"])
-    from market.conftest import fund
-
-    fund(world, insurer, 100_000)
-    c = negotiate(retailer, insurer, aggregate_product.id, purpose="market-research")
-    use(insurer, c.id, purpose="market-research")
-    assert _register(world) == []
-
-
 def test_aggregate_to_germany_is_recorded_as_non_personal(
     world: World, retailer: Party, german: Party, aggregate_product: Product
 ) -> None:
+    insurer = onboard(world, "Zunyi Insurance", ["consumer"])
+    fund(world, insurer, 100_000)
+    c = negotiate(retailer, insurer, aggregate_product.id, purpose="market-research")
+    use(insurer, c.id, purpose="market-research")
+    assert _register(world) == []  # domestic: not a cross-border transfer
     cid = contract_for(retailer, german, aggregate_product.id)
     use(german, cid, purpose="market-research", region="CN")
     rows = _register(world, retailer.participant_id)
@@ -286,3 +277,46 @@ def test_exemption_basis_is_a_filed_record(
     assert (row["pathway"], row["exemption"]) == ("exempt", "contract_necessity")
     # exempted under art. 5(1): not added to the annual count
     assert world.client_for(world.operator_token).get("/v1/crossborder/counters") == []
+
+
+def test_eu_origin_needs_scc_module_and_tia(world: World, members_file: Path) -> None:
+    from datavalley.node.analysis import analyse_source, location_of, registration_payload
+    from datavalley.node.registry import NodeRegistry
+
+    cologne = foreign(world, "Kölner Handel AG", roles=["provider"])
+    a = analyse_source(str(members_file), sector="retail")
+    rid = cologne.client.register_resource(
+        name="Kunden", sector="retail", lawful_source="customer contracts", analysis=registration_payload(a),
+        published=True,
+    ).value.id  # fmt: skip
+    NodeRegistry(world.home).record(rid, location_of(a.source, a.fingerprint))
+    world.operator.resource_action(rid, "classification", {"grade": "general", "reason": "reviewed"})
+    product = list_product(
+        world, cologne, rid, kind="file_delivery", price={"model": "per_query", "amount": 100},
+        terms={"purposes": ["market-research"], "regions": ["CN"], "valid_days": 30, "max_uses": 5},
+    )  # fmt: skip
+    world.operator.request(
+        "PUT", f"/v1/crossborder/participants/{cologne.participant_id}/facts",
+        json={"ciio": False, "gdpr_role": "controller"},
+    )  # fmt: skip
+    shanghai = onboard(world, "Shanghai Research", ["consumer"])
+    fund(world, shanghai, 100_000)
+    world.operator.request(
+        "PUT", f"/v1/crossborder/participants/{shanghai.participant_id}/facts",
+        json={"ciio": False, "gdpr_role": "processor"},
+    )  # fmt: skip
+    cid = contract_for(cologne, shanghai, product.id)
+    body = {"region": "CN", "quantity": 10}
+    with pytest.raises(PolicyViolation, match="gdpr_scc") as exc:
+        deliver(cologne, cid, **body)
+    assert exc.value.details["missing"] == [["scc"], ["tia"]]
+    _file(cologne, kind="scc", contract_id=cid, scope={"module": "Module Two"})
+    with pytest.raises(PolicyViolation, match="transfer impact"):
+        deliver(cologne, cid, **body)
+    _file(cologne, kind="tia", contract_id=cid)
+    deliver(cologne, cid, **body)
+    row = [r for r in _register(world) if r["stage"] == "use"][-1]
+    assert (row["origin"], row["destination"], row["pathway"]) == ("DE", "CN", "gdpr_scc")
+    assert "GDPR art. 46(2)(c)" in row["articles"]
+    decision = world.client_for(world.operator_token).get("/v1/crossborder/register")["items"][-1]
+    assert decision["pathway"] == "gdpr_scc"

@@ -226,3 +226,41 @@ def test_properties(
             assert d.articles
     if origin == recipient:
         assert d.pathway == Pathway.NOT_CROSS_BORDER and not d.requires
+
+
+def test_what_if_refuses_every_malformed_field() -> None:
+    from datavalley.crossborder.service import what_if
+
+    good: dict[str, Any] = {"origin": "CN", "recipient": "DE", "personal": True, "individuals_ub": 5}
+    assert what_if(None, good)["pathway"] == "exempt"  # type: ignore[arg-type]
+    for bad in (
+        {"origin": 1}, {"on": 20260101}, {"sector": ["x"]}, {"ftz_zone": 3}, {"individuals_ub": "many"},
+        {"individuals_ub": True}, {"bases": "hr"}, {"categories": [1]}, {"personal": 1}, {"nonsense": 1},
+        {"exporter_role": "owner"}, {"recipient": "DEU"}, {"sector": "x" * 500},
+    ):  # fmt: skip
+        with pytest.raises(InvalidInput):
+            what_if(None, {**good, **bad})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kind", "terms", "mode", "k", "anonymised"),
+    [
+        ("private_analytics", {"privacy": {"min_group_size": 10, "epsilon": 1.0}}, None, None, True),
+        ("private_analytics", {"privacy": {"min_group_size": 5, "epsilon": 1.0}}, None, None, False),
+        ("private_analytics", {"privacy": {"min_group_size": 5}}, None, 12, True),
+        ("set_intersection", {"psi_modes": ["cardinality"]}, None, None, True),
+        ("set_intersection", {"psi_modes": ["cardinality", "intersection"]}, None, None, False),
+        ("set_intersection", {"psi_modes": ["cardinality", "intersection"]}, "aggregate", None, True),
+        ("set_intersection", {"psi_modes": ["cardinality"]}, "intersection", None, False),
+        ("file_delivery", {}, None, None, False),
+    ],
+)
+def test_which_results_count_as_anonymised(
+    kind: str, terms: dict[str, Any], mode: str | None, k: int | None, anonymised: bool
+) -> None:
+    from datavalley.crossborder.enforce import _nature
+
+    got, why = _nature(kind, terms, None, mode, k)
+    assert got is anonymised and (why is not None) is anonymised
+    if why:
+        assert "PIPL art. 73(4)" in why

@@ -182,7 +182,9 @@ def assess(
         for r in records
         if r.kind == "basis" and r.contract_id == contract.id and _live(r, ctx.now)
     )
-    counter_kind = ("sensitive" if sensitive else "pi") if personal and not anonymised else None
+    # counting "since 1 January" is the CAC rule: only exports from mainland China are counted
+    counted = personal and not anonymised and origin == "CN"
+    counter_kind = ("sensitive" if sensitive else "pi") if counted else None
     needed: list[str] = []
     sketches: list[bytes] = []
     projected = 0
@@ -308,7 +310,7 @@ def record(ctx: Context, a: Assessment, contract_id: str, *, stage: str, operati
         pathway=d.pathway.value,
         exemption=d.exemption,
         allowed=a.allowed,
-        personal=a.counter_kind is not None,
+        personal=a.proposal.personal and not a.proposal.anonymised,
         non_personal_reason=a.non_personal_reason,
         articles=list(d.articles),
         missing=[list(g) for g in a.missing] + ([["sketch"]] if a.sketch_needed else []),

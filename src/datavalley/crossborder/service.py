@@ -377,6 +377,11 @@ def what_if(ctx: Context, proposal: dict[str, Any]) -> dict[str, Any]:
     for key in ("personal", "sensitive", "important", "core", "anonymised", "ciio"):
         if key in data and not isinstance(data[key], bool):
             raise InvalidInput(f"{key} must be true or false", field=key)
+    for key in ("origin", "recipient", "sector", "exporter_role", "importer_role", "on", "ftz_zone"):
+        if key in data and not (isinstance(data[key], str) or (key == "ftz_zone" and data[key] is None)):
+            raise InvalidInput(f"{key} must be a string", field=key)
+        if isinstance(data.get(key), str) and len(data[key]) > MAX_TEXT:
+            raise InvalidInput(f"{key} is too long", field=key)
     return decide(Proposal(**data), load()).to_json()
 
 
