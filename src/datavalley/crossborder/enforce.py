@@ -20,6 +20,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from datavalley.crossborder import sketch
 from datavalley.crossborder.engine import decide
@@ -365,18 +367,20 @@ def _count(ctx: Context, a: Assessment) -> None:
         .with_for_update()
     )
     counter = ctx.session.scalars(stmt).first()
-    merged = sketch.union(counter.sketch if counter else None, *a.sketches)
-    est, ub = sketch.bounds(merged)
     if counter is None:
-        counter = CrossborderCounterRow(
-            exporter_id=key[0], year=key[1], kind=key[2], sketch=merged, estimate=est, upper_bound=ub,
-            updated_at=ctx.now,
-        )  # fmt: skip
-        ctx.session.add(counter)
-    else:
-        counter.sketch, counter.estimate = merged, est
-        counter.upper_bound = max(ub, counter.upper_bound)
-        counter.updated_at = ctx.now
+        # first transfer of the year: create the row without racing a concurrent first transfer, then lock it
+        values = {
+            "exporter_id": key[0], "year": key[1], "kind": key[2], "sketch": sketch.union(),
+            "estimate": 0.0, "upper_bound": 0, "updated_at": ctx.now,
+        }  # fmt: skip
+        insert: Any = pg_insert if ctx.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        ctx.session.execute(insert(CrossborderCounterRow).values(**values).on_conflict_do_nothing())
+        counter = ctx.session.scalars(stmt.execution_options(populate_existing=True)).one()
+    merged = sketch.union(counter.sketch, *a.sketches)
+    est, ub = sketch.bounds(merged)
+    counter.sketch, counter.estimate = merged, est
+    counter.upper_bound = max(ub, counter.upper_bound)
+    counter.updated_at = ctx.now
     ctx.emit(
         "crossborder.counted",
         [a.exporter_id],
