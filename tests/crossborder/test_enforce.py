@@ -182,7 +182,17 @@ def test_sensitive_pi_needs_a_standard_contract_and_consent(
     }
     product = list_product(world, retailer, rid, kind="set_intersection", terms=terms)  # fmt: skip
     cid = contract_for(retailer, german, product.id)
+    # the provider's PSI node asks before a session computes anything (node to node)
+    from datavalley.node.psi import ExchangeAuthoriser
+    from datavalley.psi.model import Mode
+
+    node = ExchangeAuthoriser(retailer.client, retailer.participant_id, region="DE")
+    with pytest.raises(PolicyViolation, match="identifier sketch"):
+        node.authorise(cid, german.participant_id, Mode.INTERSECTION, 10)
     _submit(world, retailer, rid)
+    with pytest.raises(PolicyViolation, match="standard_contract"):
+        node.authorise(cid, german.participant_id, Mode.INTERSECTION, 10)
+    assert node.authorise(cid, german.participant_id, Mode.CARDINALITY, 10).mode is Mode.CARDINALITY
     body = {"operation": "dv:intersect", "purpose": "market-research", "region": "DE", "mode": "intersection"}
     with pytest.raises(PolicyViolation, match="standard_contract") as exc:
         retailer.client.record_use(cid, request_digest="sha256:" + "a" * 64, **body)
@@ -191,6 +201,7 @@ def test_sensitive_pi_needs_a_standard_contract_and_consent(
     with pytest.raises(PolicyViolation, match="consent"):
         retailer.client.record_use(cid, request_digest="sha256:" + "a" * 64, **body)
     _file(retailer, kind="consent", resource_id=rid)
+    assert node.authorise(cid, german.participant_id, Mode.INTERSECTION, 10).mode is Mode.INTERSECTION
     retailer.client.record_use(cid, request_digest="sha256:" + "a" * 64, **body)
     counters = world.client_for(world.operator_token).get("/v1/crossborder/counters")
     assert [c["kind"] for c in counters] == ["sensitive"] and 40 <= counters[0]["upper_bound"] <= 42
@@ -320,3 +331,35 @@ def test_eu_origin_needs_scc_module_and_tia(world: World, members_file: Path) ->
     assert "GDPR art. 46(2)(c)" in row["articles"]
     decision = world.client_for(world.operator_token).get("/v1/crossborder/register")["items"][-1]
     assert decision["pathway"] == "gdpr_scc"
+
+
+def test_concurrent_first_transfers_of_the_year_count_once(
+    world: World, retailer: Party, delivery_product: Product, members: str
+) -> None:
+    """Two foreign recipients' deliveries race to create the exporter's counter for the year: both succeed,
+    the people are counted once, and each transfer is registered."""
+    import threading
+
+    _submit(world, retailer, members)
+    recipients = [foreign(world, f"Recipient {i}", country=c) for i, c in enumerate(("DE", "FR", "JP"))]
+    cids = [contract_for(retailer, r, delivery_product.id) for r in recipients]
+    barrier = threading.Barrier(len(cids))
+    errors: list[BaseException] = []
+
+    def go(cid: str) -> None:
+        try:
+            barrier.wait()
+            deliver(retailer, cid, region="CN")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=go, args=(c,)) for c in cids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    counters = world.client_for(world.operator_token).get("/v1/crossborder/counters")
+    assert len(counters) == 1 and MEMBERS <= counters[0]["upper_bound"] <= MEMBERS * 1.03
+    assert len([r for r in _register(world) if r["stage"] == "use"]) == len(cids)
+    assert len(events(world, "crossborder.counted")) == len(cids)

@@ -68,3 +68,20 @@ def resource_sketch(home: Path, participant_id: str, resource_id: str, pii: dict
     with connect(open_source(loc.location, format=loc.format)) as conn:
         rows = conn.execute(f"SELECT DISTINCT CAST({quoted} AS VARCHAR) FROM {conn.view}")
     return sketch.build(kind, (r[0] for r in rows), salt_for(home, participant_id))
+
+
+def preflight(client: Any, contract_id: str, operation: str, mode: str | None = None) -> None:
+    """A node asks the exchange before data moves (e.g. before a PSI session computes anything): the
+    decision is recorded; a refusal raises :class:`PolicyViolation` naming the pathway and what to file."""
+    from datavalley.errors import PolicyViolation
+
+    answer, _, _ = client.post(
+        f"/v1/crossborder/contracts/{contract_id}/transfers", {"operation": operation, "mode": mode}
+    )
+    if not answer.get("allowed", False):
+        raise PolicyViolation(
+            str(answer.get("message") or "the cross-border transfer is refused"),
+            pathway=(answer.get("decision") or {}).get("pathway"),
+            missing=answer.get("missing") or [],
+            sketches_needed=answer.get("sketches_needed") or [],
+        )
