@@ -119,6 +119,14 @@ def test_standard_contract_pathway_refuses_until_filed_then_counts(
     retailer.client.post(f"/v1/crossborder/records/{rec['id']}/revoke", {"reason": "contract ended"})
     with pytest.raises(PolicyViolation, match="standard"):
         deliver(retailer, cid, 2)
+    # an exemption basis is a record filed for a contract: art. 5(1) exempts, and is not counted
+    other = foreign(world, "Amsterdam Travel BV", country="NL")
+    cid2 = contract_for(retailer, other, delivery_product.id)
+    _file(retailer, kind="basis", contract_id=cid2, scope={"basis": "contract_necessity"})
+    deliver(retailer, cid2, region="CN")
+    row = [r for r in _register(world) if r["stage"] == "use"][-1]
+    assert (row["pathway"], row["exemption"], row["contract_id"]) == ("exempt", "contract_necessity", cid2)
+    assert world.client_for(world.operator_token).get("/v1/crossborder/counters") == counters
 
 
 def test_security_assessment_is_checked_at_acceptance_with_scope_and_expiry(
@@ -245,10 +253,7 @@ def test_authorisation_and_visibility(
     assert outsider.client.get("/v1/crossborder/counters") == []
     assert outsider.client.request("GET", "/v1/crossborder/register.csv").text.count("\n") == 1
 
-
-def test_bad_input_is_refused_and_changes_nothing(
-    world: World, retailer: Party, german: Party, delivery_product: Product, members: str
-) -> None:
+    # bad input gets a precise error and changes nothing
     garbage = base64.b64encode(b"\x0a\x01\x07\x0e" + b"\x00" * 60).decode()
     truncated = sketch.encode(base64.b64decode(_big_sketch(10))[:-4])
     for bad in ("not base64!!", garbage, truncated):
@@ -257,7 +262,6 @@ def test_bad_input_is_refused_and_changes_nothing(
     with pytest.raises(InvalidInput, match="unknown record kind"):
         _file(retailer, kind="adequacy", number="1")
     with pytest.raises(InvalidInput, match=r"scope\.basis"):
-        cid = contract_for(retailer, german, delivery_product.id)
         _file(retailer, kind="basis", contract_id=cid, scope={"basis": "because"})
     with pytest.raises(InvalidInput, match="unknown free trade zone"):
         world.operator.request(
@@ -271,23 +275,10 @@ def test_bad_input_is_refused_and_changes_nothing(
     with pytest.raises(InvalidInput):
         retailer.client.request("POST", "/v1/crossborder/decide", json={"origin": "CN", "recipient": "DE",
                                                                        "personal": "yes"})  # fmt: skip
-    with Session(world.exchange.engine) as s:
-        assert s.scalar(select(func.count()).select_from(CrossborderTransferRow)) == 1  # the acceptance
+    with Session(world.exchange.engine) as s:  # the acceptance and the transfer request only
+        assert s.scalar(select(func.count()).select_from(CrossborderTransferRow)) == 2
     assert events(world, "crossborder.sketch_submitted") == []
     assert events(world, "crossborder.record_filed") == []
-
-
-def test_exemption_basis_is_a_filed_record(
-    world: World, retailer: Party, german: Party, delivery_product: Product, members: str
-) -> None:
-    retailer.client.post(f"/v1/crossborder/resources/{members}/sketch", {"sketch": _big_sketch(150_000)})
-    cid = contract_for(retailer, german, delivery_product.id)
-    _file(retailer, kind="basis", contract_id=cid, scope={"basis": "contract_necessity"})
-    deliver(retailer, cid)
-    row = next(r for r in _register(world) if r["stage"] == "use")
-    assert (row["pathway"], row["exemption"]) == ("exempt", "contract_necessity")
-    # exempted under art. 5(1): not added to the annual count
-    assert world.client_for(world.operator_token).get("/v1/crossborder/counters") == []
 
 
 def test_eu_origin_needs_scc_module_and_tia(world: World, members_file: Path) -> None:
