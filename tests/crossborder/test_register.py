@@ -34,14 +34,19 @@ def test_register_documents_and_cli(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     regulator = onboard(world, "Circulation Regulator", ["regulator"])
-    res = retailer.client.get_resource(members)
-    data = resource_sketch(world.home, retailer.participant_id, members, res.pii)
-    retailer.client.post(f"/v1/crossborder/resources/{members}/sketch", {"sketch": sketch.encode(data)})
     cid = contract_for(retailer, german, delivery_product.id)
     home = str(world.home)
     as_german = ["--home", home, "--token", german.token]
     as_retailer = ["--home", home, "--token", retailer.token]
     as_regulator = ["--home", home, "--token", regulator.token]
+    # on the retailer's node: sketch the member list's identifiers and submit the sketch
+    code, out, _ = run(
+        capsys, *as_retailer, "--json", "crossborder", "sketch", members, "--as", retailer.participant_id
+    )
+    assert code == 0 and 300 <= json.loads(out)["upper_bound"] <= 310
+    res = retailer.client.get_resource(members)
+    again = resource_sketch(world.home, retailer.participant_id, members, res.pii)
+    assert sketch.bounds(again)[1] == json.loads(out)["upper_bound"]  # same salt, same sketch
 
     code, out, _ = run(
         capsys, *as_german, "--json", "crossborder", "request", cid, "--operation", "dv:deliver"
