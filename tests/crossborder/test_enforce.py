@@ -140,14 +140,21 @@ def test_security_assessment_is_checked_at_acceptance_with_scope_and_expiry(
         german.client.contract_action(c.id, "accept")
     assert german.client.get_contract(c.id).state.value == "OFFERED"
     now = world.clock.now
+    # the approval is the CAC's decision: the regulator records it, the exporter cannot
+    cac = onboard(world, "Guizhou CAC", ["regulator"])
+    exp = {"exporter_id": retailer.participant_id}
+    with pytest.raises(Forbidden):
+        _file(retailer, kind="security_assessment", number="CAC-SA-0", **exp)
+    with pytest.raises(InvalidInput, match="exporter_id"):
+        _file(cac, kind="security_assessment", number="CAC-SA-0")
     with pytest.raises(InvalidInput, match="3 years"):
-        _file(retailer, kind="security_assessment", number="CAC-SA-1",
-              valid_until=(now + timedelta(days=3 * 366)).isoformat())  # fmt: skip
-    _file(retailer, kind="security_assessment", number="CAC-SA-US", scope={"jurisdictions": ["US"]})
+        _file(cac, kind="security_assessment", number="CAC-SA-1",
+              valid_until=(now + timedelta(days=3 * 366)).isoformat(), **exp)  # fmt: skip
+    _file(cac, kind="security_assessment", number="CAC-SA-US", scope={"jurisdictions": ["US"]}, **exp)
     with pytest.raises(PolicyViolation, match="security_assessment"):
         german.client.contract_action(c.id, "accept")
-    sa = _file(retailer, kind="security_assessment", number="CAC-SA-DE", scope={"jurisdictions": ["DE"]},
-               valid_until=(now + timedelta(days=25)).isoformat())  # fmt: skip
+    sa = _file(cac, kind="security_assessment", number="CAC-SA-DE", scope={"jurisdictions": ["DE"]},
+               valid_until=(now + timedelta(days=25)).isoformat(), **exp)  # fmt: skip
     german.client.contract_action(c.id, "accept")
     retailer.client.sign_agreement(c.id, retailer.key)
     german.client.sign_agreement(c.id, german.key)

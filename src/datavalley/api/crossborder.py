@@ -50,6 +50,7 @@ class RecordBody(Strict):
     scope: dict[str, Any] | None = None
     valid_from: datetime | None = None
     valid_until: datetime | None = None
+    exporter_id: str | None = Field(default=None, max_length=40)
 
 
 class ReasonBody(Strict):

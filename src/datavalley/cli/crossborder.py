@@ -136,8 +136,11 @@ def file_cmd(
     number: str | None = typer.Option(None, help="Approval, filing or certificate number."),
     scope: str | None = typer.Option(None, help="Scope as JSON (or @FILE)."),
     valid_until: str | None = typer.Option(None, help="ISO date-time the record expires."),
+    exporter: str | None = typer.Option(
+        None, help="The exporter (security_assessment: the regulator records it)."
+    ),
 ) -> None:
-    """File a record a transfer needs (the exporter)."""
+    """File a record a transfer needs (the exporter; a security assessment approval: the regulator)."""
     st = state(ctx)
     body = {
         "kind": kind,
@@ -148,6 +151,7 @@ def file_cmd(
         "number": number,
         "scope": _json_opt(scope, "scope"),
         "valid_until": valid_until,
+        "exporter_id": exporter,
     }
     _show(st, _body(st.client().post("/v1/crossborder/records", body)), "record")
 

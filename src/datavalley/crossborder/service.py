@@ -225,19 +225,34 @@ def file_record(
     scope: dict[str, Any] | None = None,
     valid_from: datetime | None = None,
     valid_until: datetime | None = None,
+    exporter_id: str | None = None,
 ) -> TransferRecord:
-    """The exporter files a record its transfers need (approval, filing, consent, basis, SCC, TIA)."""
+    """File a record a transfer needs. The exporter files filings, certifications, consent evidence, bases,
+    SCCs and TIAs; a security assessment approval is the CAC's decision, so the regulator (or the operator)
+    records it for the exporter (``exporter_id``)."""
     from datavalley.market.tables import ContractRow
     from datavalley.rights.tables import ResourceRow
 
-    ctx.require(Role.PROVIDER, action="filing a cross-border record")
-    me = ctx.principal.participant_id
-    assert me is not None
     try:
         k = RecordKind(kind)
     except ValueError:
         allowed = ", ".join(x.value for x in RecordKind)
         raise InvalidInput(f"unknown record kind {kind!r} (allowed: {allowed})", field="kind") from None
+    if k == RecordKind.SECURITY_ASSESSMENT:
+        ctx.require(Role.REGULATOR, Role.OPERATOR, action="recording a security assessment approval")
+        if not isinstance(exporter_id, str):
+            raise InvalidInput(
+                "a security assessment approval names its exporter (exporter_id)", field="exporter_id"
+            )
+        if _participant(ctx, exporter_id).status != "verified":
+            raise Conflict(f"participant {exporter_id} is not verified")
+        me: str | None = exporter_id
+    else:
+        ctx.require(Role.PROVIDER, action="filing a cross-border record")
+        if exporter_id not in (None, ctx.principal.participant_id):
+            raise Forbidden("an exporter files records for its own transfers only")
+        me = ctx.principal.participant_id
+    assert me is not None
     ev = _text(evidence, "evidence")
     num = _text(number, "number", required=False)
     scope = dict(scope or {})
