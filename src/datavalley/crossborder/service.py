@@ -61,11 +61,11 @@ def _participant(ctx: Context, participant_id: str) -> ParticipantRow:
     return p
 
 
-def _text(value: Any, name: str, *, required: bool = True) -> str | None:
+def _text(value: Any, name: str, *, required: bool = True, limit: int = MAX_TEXT) -> str | None:
     if value is None and not required:
         return None
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_TEXT:
-        raise InvalidInput(f"{name} must be 1 to {MAX_TEXT} characters", field=name)
+    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+        raise InvalidInput(f"{name} must be 1 to {limit} characters", field=name)
     return value.strip()
 
 
@@ -254,7 +254,7 @@ def file_record(
         me = ctx.principal.participant_id
     assert me is not None
     ev = _text(evidence, "evidence")
-    num = _text(number, "number", required=False)
+    num = _text(number, "number", required=False, limit=100)
     scope = dict(scope or {})
     if len(str(scope)) > 4000:
         raise InvalidInput("scope is too large", field="scope")
@@ -295,7 +295,9 @@ def file_record(
             ):
                 raise InvalidInput(f"scope.{key} must be a list of strings", field="scope")
         if "max_individuals" in scope and not (
-            isinstance(scope["max_individuals"], int) and scope["max_individuals"] > 0
+            isinstance(scope["max_individuals"], int)
+            and not isinstance(scope["max_individuals"], bool)
+            and scope["max_individuals"] > 0
         ):
             raise InvalidInput("scope.max_individuals must be a positive integer", field="scope")
     if k == RecordKind.STANDARD_CONTRACT and recipient_id is None:
