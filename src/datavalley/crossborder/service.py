@@ -2,7 +2,8 @@
 
 Authorisation is checked here (docs/CROSS_BORDER.md, "Who may do what"): the operator attests facts and
 node locations (they are inspected, not declared by the parties); the exporter's node submits sketches of
-its own resources; the exporter files records for its own transfers; the regulator, auditor and operator
+its own resources; the exporter files records for its own transfers, except security assessment approvals
+(the CAC's decision), which the regulator or the operator records; the regulator, auditor and operator
 read the whole register, an exporter only its own rows.
 """
 
