@@ -29,6 +29,9 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     )
     assert summary["charged_while_frozen"] == (0, 0) and summary["status_after"] == "registered"
     assert summary["delivered_rows"] > 0 and summary["traced_contract"] == summary["delivery_contract"]
+    assert summary["crossborder_aggregate_pathway"] == "non_personal" and summary["crossborder_refused"]
+    assert summary["crossborder_delivery_pathway"] == "standard_contract"
+    assert summary["crossborder_counted_upper_bound"] >= 110_000  # never below the true count
     text = out.getvalue()
     assert "all verified" in text and "not a valid unified social credit code" in text
     steps = [int(m) for m in re.findall(r"^(\d+)\. ", text, re.M)]

@@ -332,6 +332,12 @@ def act_delivery(s: Story) -> None:
     s.facts.update(delivery_act(s.home, s.console, s.app, s.op, s.people, s.facts))
 
 
+def act_crossborder(s: Story) -> None:
+    from datavalley.crossborder.demo import crossborder_act
+
+    s.facts.update(crossborder_act(s.home, s.console, s.op, s.people, s.app))
+
+
 def act_governance(s: Story) -> None:
     from datavalley.market.governance_demo import governance_act
 
@@ -347,6 +353,7 @@ ACTS: tuple[Callable[[Story], None], ...] = (
     act_psi,
     act_sources,
     act_delivery,
+    act_crossborder,
     act_governance,
     act_pictures,
     act_ledger,

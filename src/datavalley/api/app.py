@@ -34,6 +34,7 @@ ROUTERS: tuple[str, ...] = (
     "datavalley.api.registry:router",
     "datavalley.api.market:router",
     "datavalley.api.ledger:router",
+    "datavalley.api.crossborder:router",
 )
 
 REQUEST_ID_HEADER = "X-Request-ID"

@@ -50,6 +50,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "psi": ("datavalley.cli.psi:psi_app", "Private set intersection under contracts: serve, run."),
     "delivery": ("datavalley.cli.delivery:delivery_app", "Delta Sharing delivery: profiles, tokens, reads."),
     "watermark": ("datavalley.cli.delivery:watermark_app", "Trace a leaked copy to its contract."),
+    "crossborder": ("datavalley.cli.crossborder:crossborder_app", "Cross-border transfers: rules, records."),
 }
 
 #: Global options that take a value, and flags; accepted anywhere on the command line.

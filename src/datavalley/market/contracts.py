@@ -22,6 +22,7 @@ from cryptography.exceptions import InvalidSignature
 from sqlalchemy import or_, select
 
 from datavalley.canonical import digest
+from datavalley.crossborder.enforce import check_transfer
 from datavalley.errors import BudgetExhausted, Conflict, Forbidden, InvalidInput, NotFound, PolicyViolation
 from datavalley.exchange import Context
 from datavalley.identity.model import Principal, Role
@@ -454,6 +455,7 @@ def accept_contract(ctx: Context, contract_id: str) -> Contract:
     row = _get(ctx, contract_id, lock=True)
     _party(ctx, row, "consumer", "accepting")
     _expect(row, ContractState.OFFERED, action="accepting")
+    check_transfer(ctx, row, stage="accept")
     product = ctx.session.get(ProductRow, row.product_id)
     assert product is not None
     start = ctx.now
@@ -872,6 +874,7 @@ def record_use(
             f"contract {contract_id} refuses this use: " + "; ".join(decision.reasons),
             reasons=list(decision.reasons),
         )
+    check_transfer(ctx, row, stage="use", operation=operation, mode=mode, min_group_size=min_group_size)
     price = Price.from_json(row.price)
     metered = quantity if price.model in (PriceModel.PER_ROW, PriceModel.PER_MB) else 1
     already = row.quantity if price.model in (PriceModel.PER_ROW, PriceModel.PER_MB) else row.uses

@@ -282,6 +282,9 @@ class ExchangeAuthoriser:
                 contract=contract_id,
                 reasons=reasons,
             )
+        from datavalley.crossborder.node import preflight
+
+        preflight(self.client, contract_id, OPERATION, mode.value)  # cross-border check before data moves
         provider = self.participant_id == c.provider_id
         return Grant(
             contract_id=contract_id,

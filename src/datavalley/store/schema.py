@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datavalley.delivery.tables
+import datavalley.crossborder.tables
 import datavalley.events
 import datavalley.idempotency
 import datavalley.identity.tables
