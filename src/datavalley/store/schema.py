@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datavalley.compute.tables
 import datavalley.events
 import datavalley.idempotency
 import datavalley.identity.tables
