@@ -99,6 +99,8 @@ def create_app(exchange: Exchange, *, publisher: bool = False) -> FastAPI:
             service = getattr(app.state, "query_service", None)
             if service is not None:
                 service.close()
+            if (runner := getattr(app.state, "job_runner", None)) is not None:
+                runner.pools.close()  # stops the local pool workers (datavalley.compute)
 
     app = FastAPI(
         title="datavalley exchange API",
@@ -137,4 +139,7 @@ def create_app(exchange: Exchange, *, publisher: bool = False) -> FastAPI:
     app.include_router(registry.router, prefix="/v1")
     app.include_router(market.router, prefix="/v1")
     app.include_router(ledger.router, prefix="/v1")
+    from datavalley.api import compute
+
+    app.include_router(compute.router, prefix="/v1")
     return app

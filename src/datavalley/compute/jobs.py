@@ -442,8 +442,13 @@ def finish_job(
         return to_job(row)
     if row.status != "running" or row.pool_id is None or row.pool_contract_id is None:
         raise Conflict(f"job {job_id} is {row.status}; only running jobs finish")
-    if isinstance(core_seconds, bool) or not isinstance(core_seconds, int) or not 1 <= core_seconds <= 10**9:
-        raise InvalidInput("core_seconds must be a positive integer", field="core_seconds")
+    if isinstance(core_seconds, bool) or not isinstance(core_seconds, int) or not 0 <= core_seconds <= 10**9:
+        raise InvalidInput("core_seconds must be an integer between 0 and 10^9", field="core_seconds")
+    if core_seconds == 0:  # nothing ran on the pool (answered from the node's cache, or refused first)
+        row.status = "failed" if error else "done"
+        row.result_digest, row.error, row.updated_at = result_digest, error, ctx.now
+        ctx.emit("compute.job_finished", [row.id], {"id": row.id, "status": row.status, "core_seconds": 0})
+        return to_job(row)
     pool = to_pool(ctx.session.get(ComputePoolRow, row.pool_id))  # type: ignore[arg-type]
     core_hours = core_seconds / 3600.0
     base = row.start_at or ctx.now

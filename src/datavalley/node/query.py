@@ -22,6 +22,7 @@ import json
 import sqlite3
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,12 @@ from datavalley.market.policy import parse
 from datavalley.market.products import get_product
 from datavalley.node.registry import FingerprintCache, NodeRegistry
 from datavalley.privacy import DuckDBEngine, PrivacyRules, ProductSchema, TableSpec, compile_query, release
+from datavalley.privacy.compiler import CompiledQuery
+from datavalley.privacy.engine import ExactResult
 from datavalley.rights.registration import get_resource
 
 DEFAULT_EPSILON = 0.5
+Executor = Callable[[CompiledQuery, dict[str, Any]], ExactResult]
 MAX_ENGINES = 8
 
 
@@ -117,8 +121,13 @@ class QueryService:
         epsilon: float | None = None,
         purpose: str | None = None,
         region: str = "CN",
+        executor: Executor | None = None,
     ) -> dict[str, Any]:
-        """Answer ``sql`` under contract ``contract_id`` for ``principal`` (the consumer)."""
+        """Answer ``sql`` under contract ``contract_id`` for ``principal`` (the consumer).
+
+        ``executor`` runs the exact step elsewhere (a compute pool's worker, ``datavalley.compute``); it
+        gets the compiled query and what is needed to recompile and run it, and returns the exact result.
+        """
         ex = self.exchange
         contract = ex.read(principal, contracts.get_contract, contract_id)
         if principal.participant_id != contract.consumer_id:
@@ -179,7 +188,19 @@ class QueryService:
             left = None if terms.privacy_budget is None else terms.privacy_budget - now.budget_spent
             uses_left = None if terms.max_uses is None else terms.max_uses - now.uses
             return {**cached, "cached": True, "charged": 0.0, "budget_left": left, "uses_left": uses_left}
-        exact = self._engine(sources).run(q)
+        if executor is None:
+            exact = self._engine(sources).run(q)
+        else:
+            exact = executor(
+                q,
+                {
+                    "sql": sql,
+                    "tables": specs,
+                    "sources": sources,
+                    "rules": rules,
+                    "epsilon": epsilon or DEFAULT_EPSILON,
+                },
+            )
         cost = q.cost.epsilon if q.cost.epsilon is not None else (q.cost.rho or 0.0)
         use = ex.run(
             principal,
