@@ -26,7 +26,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,6 +133,16 @@ class _Setup:
     cum: np.ndarray  # pool × (slot+1): prefix sums of kgph
     avail_cum: np.ndarray  # pool × (slot+1): prefix sums of unavailable slots
     cap: np.ndarray  # pool × slot, free cores
+    ids: np.ndarray  # pool IDs
+    province: np.ndarray
+    cores: np.ndarray
+    price: np.ndarray
+    latency: dict[str, np.ndarray] = field(default_factory=dict)  # data province → ms per pool
+
+    def latency_from(self, province: str) -> np.ndarray:
+        if province not in self.latency:
+            self.latency[province] = np.array([topology.latency_ms(province, p.cluster) for p in self.pools])
+        return self.latency[province]
 
 
 def _setup(
@@ -147,33 +157,31 @@ def _setup(
         for i, p in enumerate(pools):
             if p.id in booked:
                 cap[i] -= booked[p.id][:horizon]
-    return _Setup(list(pools), kg, cum, ucum, np.maximum(cap, 0.0))
-
-
-def _excluded(job: JobSpec, pool: PoolSpec) -> str | None:
-    if job.allowed_pools is not None and pool.id not in job.allowed_pools:
-        return "contract: the consumer has no live contract on this pool"
-    if job.allowed_provinces is not None and pool.province not in job.allowed_provinces:
-        return f"residency: {job.residency_reason}"
-    if job.interactive and job.max_latency_ms is not None and job.data_province is not None:
-        lat = topology.latency_ms(job.data_province, pool.cluster)
-        if lat > job.max_latency_ms:
-            return f"latency: {lat:.1f} ms from {job.data_province} > {job.max_latency_ms:g} ms"
-    if job.cores > pool.cores:
-        return f"size: needs {job.cores} cores, pool has {pool.cores}"
-    return None
+    return _Setup(
+        list(pools),
+        kg,
+        cum,
+        ucum,
+        np.maximum(cap, 0.0),
+        np.array([p.id for p in pools], dtype=object),
+        np.array([p.province for p in pools], dtype=object),
+        np.array([p.cores for p in pools]),
+        np.array([float(p.price) for p in pools]),
+    )
 
 
 @dataclass
 class _Cands:
-    """All feasible (pool, start) options of one job as arrays, and why the other pools are out."""
+    """The feasible (pool, start) options of one job as arrays, and why the other pools are out."""
 
-    pool: np.ndarray
+    pool: np.ndarray  # pool index per option
     start: np.ndarray
     cost: np.ndarray
     kg: np.ndarray
     obj: np.ndarray
     why: dict[str, str]
+    best: dict[int, int]  # pool index → option index of its best start
+    asap_kg: dict[int, float]  # pool index → kg when started at the release slot
 
     def option(self, s: _Setup, i: int) -> Option:
         return Option(
@@ -185,35 +193,75 @@ class _Cands:
         )
 
 
+_EMPTY_I = np.empty(0, dtype=np.int64)
+_EMPTY_F = np.empty(0)
+
+
 def candidates(job: JobSpec, s: _Setup, carbon_weight: float) -> _Cands:
+    """Every feasible (pool, start) of ``job`` with its cost, and why the other pools are out."""
     horizon = s.kgph.shape[1]
     why: dict[str, str] = {}
+    n = len(s.pools)
+    out = np.zeros(n, dtype=bool)
+
+    def exclude(mask: np.ndarray, reason: Callable[[int], str]) -> None:
+        for i in np.nonzero(mask & ~out)[0].tolist():
+            why[s.pools[i].id] = reason(i)
+        out[:] |= mask
+
+    if job.allowed_pools is not None:
+        exclude(
+            np.array([p.id not in job.allowed_pools for p in s.pools]),
+            lambda i: "contract: the consumer has no live contract on this pool",
+        )
+    if job.allowed_provinces is not None:
+        allowed = job.allowed_provinces
+        exclude(
+            np.array([pr not in allowed for pr in s.province]), lambda i: f"residency: {job.residency_reason}"
+        )
+    if job.interactive and job.max_latency_ms is not None and job.data_province is not None:
+        lat = s.latency_from(job.data_province)
+        bound = job.max_latency_ms
+        exclude(
+            lat > bound,
+            lambda i: f"latency: {lat[i]:.1f} ms from {job.data_province} > {bound:g} ms",
+        )
+    exclude(s.cores < job.cores, lambda i: f"size: needs {job.cores} cores, pool has {s.pools[i].cores}")
     last = min(job.deadline, horizon) - job.duration
     starts = np.arange(job.release, (job.release if job.interactive else last) + 1)
     starts = starts[(starts >= 0) & (starts <= last)]
-    parts: list[tuple[int, np.ndarray, float, np.ndarray]] = []
-    for i, pool in enumerate(s.pools):
-        reason = _excluded(job, pool)
-        if reason is None and starts.size == 0:
-            reason = "deadline: cannot finish in time from its release"
-        if reason is not None:
-            why[pool.id] = reason
-            continue
-        ok = (s.avail_cum[i, starts + job.duration] - s.avail_cum[i, starts]) == 0
-        st = starts[ok]
-        if st.size == 0:
-            why[pool.id] = "availability: the pool is closed in every feasible window"
-            continue
-        kg = (s.cum[i, st + job.duration] - s.cum[i, st]) * job.cores
-        parts.append((i, st, float(pool.price * job.cores * job.duration), kg))
-    if not parts:
-        e = np.empty(0)
-        return _Cands(e.astype(np.int64), e.astype(np.int64), e, e, e, why)
-    pool_a = np.concatenate([np.full(len(st), i) for i, st, _, _ in parts])
-    start_a = np.concatenate([st for _, st, _, _ in parts])
-    cost_a = np.concatenate([np.full(len(st), c) for _, st, c, _ in parts])
-    kg_a = np.concatenate([kg for _, _, _, kg in parts])
-    return _Cands(pool_a, start_a, cost_a, kg_a, cost_a + carbon_weight * kg_a, why)
+    if starts.size == 0:
+        exclude(~out, lambda i: "deadline: cannot finish in time from its release")
+    a = np.nonzero(~out)[0]
+    if a.size == 0:
+        return _Cands(_EMPTY_I, _EMPTY_I, _EMPTY_F, _EMPTY_F, _EMPTY_F, why, {}, {})
+    ok = (s.avail_cum[a][:, starts + job.duration] - s.avail_cum[a][:, starts]) == 0
+    closed = ~ok.any(axis=1)
+    for i in a[closed].tolist():
+        why[s.pools[i].id] = "availability: the pool is closed in every feasible window"
+    kg = (s.cum[a][:, starts + job.duration] - s.cum[a][:, starts]) * job.cores
+    cost = s.price[a] * (job.cores * job.duration)
+    obj = cost[:, None] + carbon_weight * kg
+    rows, cols = np.nonzero(ok)
+    c = _Cands(
+        a[rows],
+        starts[cols],
+        cost[rows],
+        kg[rows, cols],
+        obj[rows, cols],
+        why,
+        {},
+        {},
+    )
+    masked = np.where(ok, obj, np.inf)
+    arg = masked.argmin(axis=1)
+    flat = np.cumsum(ok.sum(axis=1)) - ok.sum(axis=1)  # index of each row's first option
+    for r, i in enumerate(a.tolist()):
+        if not closed[r]:
+            c.best[i] = int(flat[r] + ok[r, : arg[r]].sum())
+            if starts[0] == job.release and ok[r, 0]:
+                c.asap_kg[i] = float(kg[r, 0])
+    return c
 
 
 def _prune(c: _Cands, keep: int) -> np.ndarray:
@@ -221,7 +269,7 @@ def _prune(c: _Cands, keep: int) -> np.ndarray:
     n = len(c.obj)
     if n <= keep:
         return np.arange(n)
-    order = np.lexsort((c.start, c.obj))[:keep]
+    order = np.argpartition(c.obj, keep)[:keep]
     first = np.lexsort((c.start, c.pool))
     _, idx = np.unique(c.pool[first], return_index=True)
     return np.unique(np.concatenate([order, first[idx]]))
@@ -254,58 +302,59 @@ def _highs() -> Any:
 
 def _milp(
     jobs: Sequence[JobSpec],
-    cands: list[list[Option]],
+    fulls: list[_Cands],
+    kept: list[np.ndarray],
     s: _Setup,
     time_limit: float,
     start: list[int | None],
-) -> tuple[list[int | None], str, float] | None:
-    """Solve with HiGHS; the chosen option index per job (None: left over), status, objective."""
+) -> tuple[list[int | None], str] | None:
+    """Solve with HiGHS; the chosen full-option index per job (None: left over) and the status."""
     try:
         import highspy
     except ImportError:
         return None
-    pidx = {p.id: i for i, p in enumerate(s.pools)}
     horizon = s.kgph.shape[1]
-    n_x = sum(len(c) for c in cands)
-    n = n_x + len(jobs)
-    cost = np.empty(n)
-    cols_rows: list[np.ndarray] = []
-    cols_vals: list[np.ndarray] = []
-    owner = np.empty(n_x, dtype=np.int64)
-    k = 0
-    for j, (job, opts) in enumerate(zip(jobs, cands, strict=True)):
-        for o in opts:
-            cost[k] = o.objective
-            owner[k] = j
-            p = pidx[o.pool]
-            cap_rows = len(jobs) + p * horizon + np.arange(o.start, o.start + job.duration)
-            cols_rows.append(np.concatenate([[j], cap_rows]))
-            cols_vals.append(np.concatenate([[1.0], np.full(job.duration, float(job.cores))]))
-            k += 1
-    for j in range(len(jobs)):
-        cost[n_x + j] = UNPLACED_PENALTY
-        cols_rows.append(np.array([j]))
-        cols_vals.append(np.array([1.0]))
-    colstart = np.zeros(n + 1, dtype=np.int32)
-    colstart[1:] = np.cumsum([len(r) for r in cols_rows])
-    index = np.concatenate(cols_rows).astype(np.int32)
-    value = np.concatenate(cols_vals)
-    n_rows = len(jobs) + len(s.pools) * horizon
-    row_lo = np.concatenate([np.ones(len(jobs)), np.full(len(s.pools) * horizon, -highspy.kHighsInf)])
-    row_hi = np.concatenate([np.ones(len(jobs)), s.cap.reshape(-1)])
+    n_j = len(jobs)
+    sizes = np.array([len(k) for k in kept])
+    n_x = int(sizes.sum())
+    n = n_x + n_j
+    owner = np.repeat(np.arange(n_j), sizes)
+    pool = np.concatenate([fulls[j].pool[k] for j, k in enumerate(kept)]) if n_x else _EMPTY_I
+    st = np.concatenate([fulls[j].start[k] for j, k in enumerate(kept)]) if n_x else _EMPTY_I
+    obj = np.concatenate([fulls[j].obj[k] for j, k in enumerate(kept)]) if n_x else _EMPTY_F
+    dur = np.array([j.duration for j in jobs])[owner]
+    cores = np.array([float(j.cores) for j in jobs])[owner]
+    # column k: the assignment row of its job, then one capacity row per slot it occupies
+    nnz_col = 1 + dur
+    colstart = np.zeros(n + 1, dtype=np.int64)
+    colstart[1 : n_x + 1] = np.cumsum(nnz_col)
+    colstart[n_x + 1 :] = colstart[n_x] + np.arange(1, n_j + 1)
+    index = np.empty(int(colstart[-1]), dtype=np.int32)
+    value = np.empty(int(colstart[-1]))
+    first = colstart[:n_x]
+    index[first] = owner
+    value[first] = 1.0
+    offs = np.arange(int(nnz_col.sum())) - np.repeat(first, nnz_col)  # 0..dur within each column
+    pos = np.repeat(first, nnz_col) + offs
+    cap_mask = offs > 0
+    slot = np.repeat(st, nnz_col)[cap_mask] + offs[cap_mask] - 1
+    index[pos[cap_mask]] = n_j + np.repeat(pool, nnz_col)[cap_mask] * horizon + slot
+    value[pos[cap_mask]] = np.repeat(cores, nnz_col)[cap_mask]
+    index[colstart[n_x:n]] = np.arange(n_j)
+    value[colstart[n_x:n]] = 1.0
     lp = highspy.HighsLp()
     lp.num_col_ = n
-    lp.num_row_ = n_rows
-    lp.col_cost_ = cost
+    lp.num_row_ = n_j + len(s.pools) * horizon
+    lp.col_cost_ = np.concatenate([obj, np.full(n_j, UNPLACED_PENALTY)])
     lp.col_lower_ = np.zeros(n)
     lp.col_upper_ = np.ones(n)
-    lp.row_lower_ = row_lo
-    lp.row_upper_ = row_hi
+    lp.row_lower_ = np.concatenate([np.ones(n_j), np.full(len(s.pools) * horizon, -highspy.kHighsInf)])
+    lp.row_upper_ = np.concatenate([np.ones(n_j), s.cap.reshape(-1)])
     lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = colstart
+    lp.a_matrix_.start_ = colstart.astype(np.int32)
     lp.a_matrix_.index_ = index
     lp.a_matrix_.value_ = value
-    lp.integrality_ = [highspy.HighsVarType.kInteger] * n_x + [highspy.HighsVarType.kContinuous] * len(jobs)
+    lp.integrality_ = [highspy.HighsVarType.kInteger] * n_x + [highspy.HighsVarType.kContinuous] * n_j
     h = _highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("time_limit", float(time_limit))
@@ -314,53 +363,43 @@ def _milp(
     h.passModel(lp)
     # the greedy solution is a feasible start: HiGHS only ever improves on it
     x0 = np.zeros(n)
-    base = 0
-    for j, opts in enumerate(cands):
+    base = np.concatenate([[0], np.cumsum(sizes)[:-1]]) if n_j else _EMPTY_I
+    for j in range(n_j):
         m0 = start[j]
         if m0 is None:
             x0[n_x + j] = 1.0
         else:
-            x0[base + m0] = 1.0
-        base += len(opts)
+            x0[base[j] + int(np.nonzero(kept[j] == m0)[0][0])] = 1.0
     sol = highspy.HighsSolution()
     sol.col_value = x0
     sol.value_valid = True
     h.setSolution(sol)
     h.run()
     status = h.modelStatusToString(h.getModelStatus())
-    info = h.getInfo()
-    if info.primal_solution_status != 2:  # no feasible incumbent
+    if h.getInfo().primal_solution_status != 2:  # no feasible incumbent
         return None
-    x = np.asarray(h.getSolution().col_value)
-    chosen: list[int | None] = [None] * len(jobs)
-    base = 0
-    for j, opts in enumerate(cands):
-        if opts:
-            seg = x[base : base + len(opts)]
-            m = int(np.argmax(seg))
-            if seg[m] > 0.5:
-                chosen[j] = m
-        base += len(opts)
-    return chosen, status, float(info.objective_function_value)
+    x = np.asarray(h.getSolution().col_value)[:n_x]
+    chosen: list[int | None] = [None] * n_j
+    for k in np.nonzero(x > 0.5)[0].tolist():
+        j = int(owner[k])
+        chosen[j] = int(kept[j][k - base[j]])
+    return chosen, status
 
 
-def _fits(cap: np.ndarray, p: int, start: int, job: JobSpec) -> bool:
-    return bool(np.all(cap[p, start : start + job.duration] >= job.cores - 1e-9))
-
-
-def _greedy(jobs: Sequence[JobSpec], cands: list[list[Option]], s: _Setup) -> list[int | None]:
+def _greedy(
+    jobs: Sequence[JobSpec], fulls: list[_Cands], kept: list[np.ndarray], s: _Setup
+) -> list[int | None]:
     """Fallback: earliest deadline first (bigger first on ties), each to its cheapest option with room."""
-    pidx = {p.id: i for i, p in enumerate(s.pools)}
     cap = s.cap.copy()
     chosen: list[int | None] = [None] * len(jobs)
     order = sorted(range(len(jobs)), key=lambda j: (jobs[j].deadline, -jobs[j].cores * jobs[j].duration))
     for j in order:
-        job = jobs[j]
-        for m in sorted(range(len(cands[j])), key=lambda m: (cands[j][m].objective, cands[j][m].start)):
-            o = cands[j][m]
-            p = pidx[o.pool]
-            if _fits(cap, p, o.start, job):
-                cap[p, o.start : o.start + job.duration] -= job.cores
+        job, c, k = jobs[j], fulls[j], kept[j]
+        for m in k[np.lexsort((c.start[k], c.obj[k]))].tolist():
+            p, st = int(c.pool[m]), int(c.start[m])
+            window = cap[p, st : st + job.duration]
+            if np.all(window >= job.cores - 1e-9):
+                window -= job.cores
                 chosen[j] = m
                 break
     return chosen
@@ -370,24 +409,18 @@ def _explain(job: JobSpec, full: _Cands, pick: Option | None, s: _Setup) -> Plac
     why = full.why
     reasons: list[str] = []
     alts: list[dict[str, Any]] = []
-    best_of: dict[int, int] = {}
-    if len(full.obj):
-        order = np.lexsort((full.start, full.obj))
-        pools_sorted = full.pool[order]
-        _, first = np.unique(pools_sorted, return_index=True)
-        best_of = {int(pools_sorted[f]): int(order[f]) for f in first}
     for i, pool in enumerate(s.pools):
         if pool.id in why:
             alts.append({"pool": pool.id, "excluded": why[pool.id]})
-        elif i in best_of:
-            o = full.option(s, best_of[i])
+        elif i in full.best:
+            m = full.best[i]
             alts.append(
                 {
                     "pool": pool.id,
-                    "best_start": o.start,
-                    "cost_fen": round(o.cost_fen, 4),
-                    "kg_co2": round(o.kg_co2, 6),
-                    "chosen": pick is not None and o.pool == pick.pool,
+                    "best_start": int(full.start[m]),
+                    "cost_fen": round(float(full.cost[m]), 4),
+                    "kg_co2": round(float(full.kg[m]), 6),
+                    "chosen": pick is not None and pool.id == pick.pool,
                 }
             )
     reasons.extend(sorted({w for w in why.values() if w.startswith("residency")}))
@@ -399,18 +432,17 @@ def _explain(job: JobSpec, full: _Cands, pick: Option | None, s: _Setup) -> Plac
             else "unplaced: no pool satisfies its constraints"
         )
         return Placement(job.id, None, None, 0.0, 0.0, tuple(reasons), tuple(alts))
-    best = full.option(s, int(np.lexsort((full.start, full.obj))[0]))
-    if pick.objective > best.objective + 1e-9:
+    m = int(np.argmin(full.obj))
+    if pick.objective > float(full.obj[m]) + 1e-9:
         reasons.append(
-            f"capacity: its cheapest option ({best.pool} at +{best.start} h) was taken by other jobs; "
-            "next best chosen"
+            f"capacity: its cheapest option ({s.pools[int(full.pool[m])].id} at +{int(full.start[m])} h) "
+            "was taken by other jobs; next best chosen"
         )
     else:
         reasons.append("cheapest objective (price + carbon weight × kgCO2) among feasible options")
     pi = next(i for i, p in enumerate(s.pools) if p.id == pick.pool)
-    asap = np.nonzero((full.pool == pi) & (full.start == job.release))[0]
-    if pick.start > job.release and asap.size and pick.kg_co2 < float(full.kg[asap[0]]):
-        saved = float(full.kg[asap[0]]) - pick.kg_co2
+    if pick.start > job.release and pi in full.asap_kg and pick.kg_co2 < full.asap_kg[pi]:
+        saved = full.asap_kg[pi] - pick.kg_co2
         reasons.append(
             f"time-shifted by {pick.start - job.release} h within its deadline: {saved:.4g} kg less"
         )
@@ -431,8 +463,10 @@ def schedule_round(
     booked: Mapping[str, np.ndarray] | None = None,
     keep: int = 6,
     method: str = "milp",
+    explain: bool = True,
 ) -> RoundResult:
-    """Place one round. ``carbon_weight`` is λ in fen per kgCO2; ``method`` "milp" or "greedy"."""
+    """Place one round. ``carbon_weight`` is λ in fen per kgCO2; ``method`` "milp" or "greedy";
+    ``time_limit`` bounds the whole round (the solver gets what candidate generation leaves)."""
     t0 = time.perf_counter()
     if method not in ("milp", "greedy"):
         raise ValueError("method must be milp or greedy")
@@ -447,19 +481,20 @@ def schedule_round(
         )
     s = _setup(pools, horizon, start_hour, booked)
     fulls = [candidates(job, s, carbon_weight) for job in jobs]
-    cands = [[c.option(s, int(i)) for i in _prune(c, keep)] for c in fulls]
+    kept = [_prune(c, keep) for c in fulls]
     notes: list[str] = []
-    greedy = _greedy(jobs, cands, s)
+    greedy = _greedy(jobs, fulls, kept, s)
     result = None
     if method == "milp":
-        budget = max(0.05, time_limit - (time.perf_counter() - t0))
-        result = _milp(jobs, cands, s, budget, greedy)
+        reserve = 0.15 * time_limit if explain else 0.05 * time_limit  # for explanations
+        budget = max(0.05, time_limit - reserve - (time.perf_counter() - t0))
+        result = _milp(jobs, fulls, kept, s, budget, greedy)
         if result is None:
             notes.append(
                 "HiGHS returned no incumbent in the time limit (or is not installed): greedy fallback"
             )
     if result is not None:
-        chosen, status, _ = result
+        chosen, status = result
         used = "milp" if status == "Optimal" else "milp-time-limit"
     else:
         chosen, status, used = greedy, "heuristic", "greedy"
@@ -467,16 +502,21 @@ def schedule_round(
     objective = 0.0
     for j, job in enumerate(jobs):
         m = chosen[j]
-        pick = cands[j][m] if m is not None else None
+        pick = fulls[j].option(s, m) if m is not None else None
         objective += pick.objective if pick else UNPLACED_PENALTY
-        placements.append(_explain(job, fulls[j], pick, s))
+        if explain:
+            placements.append(_explain(job, fulls[j], pick, s))
+        elif pick is None:
+            placements.append(Placement(job.id, None, None, 0.0, 0.0, (), ()))
+        else:
+            placements.append(Placement(job.id, pick.pool, pick.start, pick.cost_fen, pick.kg_co2, (), ()))
     return RoundResult(
         tuple(placements),
         used,
         objective,
         time.perf_counter() - t0,
         status,
-        sum(len(c) for c in cands),
+        sum(len(k) for k in kept),
         tuple(notes),
     )
 
