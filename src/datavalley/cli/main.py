@@ -10,6 +10,7 @@ import click
 import typer
 from rich.text import Text
 
+from datavalley.cli.compute import jobs_app, pools_app
 from datavalley.cli.identity import keys, members, participants, tokens
 from datavalley.cli.ledger import ledger
 from datavalley.cli.market import contracts_app, disputes, money, products, query_app
@@ -40,6 +41,8 @@ app.add_typer(contracts_app, name="contracts")
 app.add_typer(money, name="money")
 app.add_typer(disputes, name="disputes")
 app.add_typer(query_app, name="query")
+app.add_typer(pools_app, name="pools")
+app.add_typer(jobs_app, name="jobs")
 app.add_typer(psi_app, name="psi")
 
 
