@@ -21,7 +21,9 @@ __all__ = ["insurer", "logistics"]
 COUNT_SQL = "SELECT dest_province, COUNT(*) AS trips FROM trips GROUP BY dest_province"
 
 
-def data_contract(world: World, provider: Party, consumer: Party, path: Path, grade: str = "general") -> Contract:
+def data_contract(
+    world: World, provider: Party, consumer: Party, path: Path, grade: str = "general"
+) -> Contract:
     analysis = analyse_source(str(path))
     rid = provider.client.register_resource(
         name="Freight trips",
@@ -79,7 +81,7 @@ def register_pool(world: World, cloud: Party, **body: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def trips_file(tmp_path: Path) -> Path:
-    return demo_data.write_trips(tmp_path / "trips.csv", 2_000)
+    return demo_data.write_trips(tmp_path / "trips.csv", 600)
 
 
 @pytest.fixture

@@ -507,7 +507,7 @@ def compute_statement(ctx: Context, participant_id: str | None = None) -> dict[s
     who = participant_id or ctx.principal.participant_id
     if who != ctx.principal.participant_id and not oversees(ctx):
         raise Forbidden("only the participant itself or an overseer reads its compute statement")
-    lines = []
+    lines: list[dict[str, Any]] = []
     for r in ctx.session.scalars(
         select(ComputeJobRow)
         .where(ComputeJobRow.consumer_id == who, ComputeJobRow.status.in_(("done", "failed")))

@@ -286,13 +286,13 @@ def _highs() -> Any:
 
     with _BANNER:
         if _quiet:
-            return highspy.Highs()
+            return highspy.Highs()  # type: ignore[no-untyped-call]
         sys.stdout.flush()
         saved = os.dup(1)
         try:
             with open(os.devnull, "w") as null:
                 os.dup2(null.fileno(), 1)
-                h = highspy.Highs()
+                h = highspy.Highs()  # type: ignore[no-untyped-call]
         finally:
             os.dup2(saved, 1)
             os.close(saved)

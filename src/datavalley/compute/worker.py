@@ -61,7 +61,7 @@ def rules_to_json(rules: Any) -> dict[str, Any]:
     }
 
 
-def rules_from_json(d: dict[str, Any]) -> Any:
+def rules_from_json(d: Any) -> Any:
     from datavalley.privacy import PrivacyRules
 
     if not isinstance(d, dict):
