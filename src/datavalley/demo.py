@@ -164,6 +164,9 @@ def _scenario(home: Path, console: Console, started: float) -> dict[str, object]
         traded.update(_analytics_act(console, op, people, traded["contract_id"]))
         traded.update(_settlement_act(console, op, people, traded["contract_id"]))
         traded.update(_psi_act(home, console, op, people, registered))
+        from datavalley.compute.demo import compute_act
+
+        traded.update(compute_act(console, op, people, traded["product_id"]))
 
         console.rule("the verifiable ledger")
         reg_client = people["regulator"].client
