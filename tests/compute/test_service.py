@@ -181,6 +181,7 @@ def worker_url(tmp_path: Path) -> Iterator[tuple[str, str]]:
     yield f"http://127.0.0.1:{httpd.server_address[1]}", token
     httpd.shutdown()
     httpd.server_close()
+    w.close()
 
 
 def test_worker_refuses_without_token_and_malformed_jobs(worker_url: tuple[str, str], tmp_path: Path) -> None:
@@ -233,3 +234,56 @@ def test_worker_refuses_without_token_and_malformed_jobs(worker_url: tuple[str, 
     )
     assert r.status_code == 422 and "a" not in r.json().get("rows", [])
     assert not any((tmp_path / "work").iterdir()), "staged data is deleted"
+
+
+@pytest.mark.slow
+def test_the_worker_runs_the_same_job_on_duckdb_and_spark(
+    worker_url: tuple[str, str], tmp_path: Path
+) -> None:
+    """The protocol's two engines give the same exact aggregates (Spark local[cores], started once)."""
+    import base64
+
+    from datavalley import demo_data
+
+    url, token = worker_url
+    path = demo_data.write_trips(tmp_path / "trips.csv", 400)
+    body = {
+        "job_id": "j1",
+        "cores": 1,
+        "sql": COUNT_SQL,
+        "epsilon": 0.5,
+        "rules": {
+            "privacy_unit": "driver_id",
+            "min_group_size": 2,
+            "max_rows_per_unit": 10,
+            "max_groups_per_unit": 2,
+            "public_keys": {"dest_province": list(demo_data.PROVINCES)},
+        },
+        "tables": [
+            {
+                "name": "trips",
+                "format": "csv",
+                "data_b64": base64.b64encode(path.read_bytes()).decode(),
+                "columns": {
+                    "trip_id": "text",
+                    "driver_id": "integer",
+                    "driver_phone": "integer",
+                    "driver_name": "text",
+                    "origin_city": "text",
+                    "dest_city": "text",
+                    "dest_province": "text",
+                    "distance_km": "integer",
+                    "fare_cny": "integer",
+                    "departed_at": "timestamp",
+                    "month": "text",
+                },
+            }
+        ],
+    }
+    auth = {"Authorization": f"Bearer {token}"}
+    duck = httpx.post(f"{url}/v1/jobs", json=body, headers=auth, timeout=120).json()
+    spark = httpx.post(f"{url}/v1/jobs", json={**body, "engine": "spark"}, headers=auth, timeout=300).json()
+    assert duck["engine"] == "duckdb" and spark["engine"] == "spark", spark
+    assert duck["digest"] == spark["digest"] and duck["columns"] == spark["columns"]
+    assert sorted(map(tuple, duck["rows"])) == sorted(map(tuple, spark["rows"]))
+    assert sum(r[-1] for r in duck["rows"]) > 0 and duck["core_seconds"] >= 1

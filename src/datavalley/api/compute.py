@@ -60,7 +60,7 @@ def _page(page: Any) -> dict[str, Any]:
 
 
 @router.get("/compute/topology")
-def get_topology() -> Any:
+def get_topology(caller: Principal = Caller) -> Any:
     """The versioned topology: hubs, clusters, PUE targets, latency matrix, grid factors, sources."""
     return topology.as_json()
 

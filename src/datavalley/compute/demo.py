@@ -78,19 +78,26 @@ def compute_act(console: Console, op: Client, people: dict[str, Any], product_id
         json={"contract_id": data.id, "sql": sql, "epsilon": 0.5, "latency_class": "interactive"},
     ).json()["data"]
     pl = job["placement"]
+    names = {p["id"]: f"{p['name']} ({p['cluster']})" for p in pools}
     console.print(
-        f"   placed on [bold]{job['pool_id']}[/bold] by {pl['method']} ({job['constraints']['rule']}; "
-        f"data in {job['constraints']['data_province']}, derived from the registry):"
+        f"   placed on [bold]{names[job['pool_id']]}[/bold] by {pl['method']} "
+        f"({job['constraints']['rule']}; data in {job['constraints']['data_province']}, derived from the "
+        "registry):"
     )
     for r in pl["reasons"]:
         console.print(f"   • {r}")
     alt = Table(title="the alternatives the scheduler weighed")
-    for col in ("pool", "cost (fen)", "kg CO2", "chosen"):
+    for col in ("pool", "cost (fen)", "kg CO2", "chosen / excluded"):
         alt.add_column(col)
     for a in pl["alternatives"]:
-        if "excluded" in a:
+        if a["pool"] not in names:
             continue
-        alt.add_row(a["pool"], f"{a['cost_fen']:g}", f"{a['kg_co2']:.5f}", "✔" if a["chosen"] else "")
+        if "excluded" in a:
+            alt.add_row(names[a["pool"]], "—", "—", f"[yellow]{a['excluded']}[/yellow]")
+        else:
+            alt.add_row(
+                names[a["pool"]], f"{a['cost_fen']:g}", f"{a['kg_co2']:.5f}", "✔" if a["chosen"] else ""
+            )
     console.print(alt)
     out = insurer.client.request("POST", f"/v1/compute/jobs/{job['id']}/run", json={}).json()
     done = out["job"]
@@ -105,7 +112,7 @@ def compute_act(console: Console, op: Client, people: dict[str, Any], product_id
     for line in stmt["lines"]:
         st.add_row(
             line["job_id"],
-            line["pool_id"],
+            names.get(line["pool_id"], line["pool_id"]),
             f"{line['core_hours']:.5f}",
             f"{line['energy_kwh']:.7f}",
             f"{line['kg_co2']:.7f}",

@@ -116,6 +116,11 @@ class Worker:
             "busy_cores": self.busy,
         }
 
+    def close(self) -> None:
+        if self._spark is not None:
+            self._spark.stop()
+            self._spark = None
+
     def _acquire(self, cores: int, wait_s: float = 60.0) -> None:
         deadline = time.monotonic() + wait_s
         with self._cv:
@@ -213,10 +218,15 @@ class Worker:
                     SparkSession.builder.master(f"local[{self.cores}]")
                     .appName(f"datavalley-pool-{self.pool_id}")
                     .config("spark.ui.enabled", "false")
+                    .config("spark.ui.showConsoleProgress", "false")
+                    .config("spark.sql.shuffle.partitions", str(self.cores))
+                    .config("spark.driver.host", "127.0.0.1")
+                    .config("spark.driver.bindAddress", "127.0.0.1")
                     .config("spark.local.dir", str(self.workdir / "spark"))
                     .getOrCreate()
                 )
-        engine = SparkEngine(sources, spark=self._spark)
+                self._spark.sparkContext.setLogLevel("ERROR")
+        engine = SparkEngine(sources, spark=self._spark, timeout_s=120.0)
         try:
             return engine.run(q)
         finally:
@@ -287,6 +297,7 @@ def serve(worker: Worker, host: str, port: int, port_file: Path | None = None) -
         httpd.serve_forever()
     finally:
         httpd.server_close()
+        worker.close()
 
 
 def main(argv: list[str] | None = None) -> None:
