@@ -301,11 +301,16 @@ def _booked(ctx: Context, now: datetime) -> dict[str, np.ndarray]:
 
 
 def _round(ctx: Context, rows: list[ComputeJobRow]) -> str:
+    contracts = {r.consumer_id: _pool_contracts(ctx, r.consumer_id) for r in rows}
+    contracted = {pool for c in contracts.values() for pool in c}
+    # the round weighs listed pools and those the consumers hold contracts on, never anyone's drafts
     pools = [
         to_pool(p)
-        for p in ctx.session.scalars(select(ComputePoolRow).where(ComputePoolRow.status == "active"))
+        for p in ctx.session.scalars(
+            select(ComputePoolRow).where(ComputePoolRow.status == "active").order_by(ComputePoolRow.id)
+        )
+        if p.id in contracted or _listed(ctx, p)
     ]
-    contracts = {r.consumer_id: _pool_contracts(ctx, r.consumer_id) for r in rows}
     specs = [_spec(r, ctx.now, contracts[r.consumer_id]) for r in rows]
     start_hour = (ctx.now + LOCAL_OFFSET).hour
     result = schedule_round(
@@ -349,6 +354,11 @@ def _round(ctx: Context, rows: list[ComputeJobRow]) -> str:
             },
         )
     return result.method
+
+
+def _listed(ctx: Context, pool: ComputePoolRow) -> bool:
+    product = ctx.session.get(ProductRow, pool.product_id) if pool.product_id else None
+    return product is not None and product.status == "listed"
 
 
 def schedule_jobs(ctx: Context) -> dict[str, Any]:
@@ -410,17 +420,26 @@ def explain_job(ctx: Context, job_id: str) -> dict[str, Any]:
 
 
 def start_job(ctx: Context, job_id: str) -> Job:
-    """The consumer's node takes a placed job whose start time has come (placed → running)."""
+    """The consumer's node takes a placed job whose start time has come (placed → running).
+
+    A job left ``running`` by a node that died mid-run may be started again: the private-SQL use and the
+    compute use are both recorded under node keys, so a re-run never charges twice.
+    """
     row = _get(ctx, job_id, lock=True)
     if row.consumer_id != ctx.principal.participant_id:
         raise Forbidden(f"only the consumer's node runs job {job_id}")
-    if row.status != "placed" or row.start_at is None:
+    if row.status not in ("placed", "running") or row.start_at is None:
         raise Conflict(f"job {job_id} is {row.status}; only placed jobs start")
     if row.start_at > ctx.now:
         raise Conflict(f"job {job_id} is placed to start at {row.start_at.isoformat()} (carbon-aware shift)")
+    restart = row.status == "running"
     row.status = "running"
     row.updated_at = ctx.now
-    ctx.emit("compute.job_started", [row.id, row.pool_id or ""], {"id": row.id, "pool": row.pool_id})
+    ctx.emit(
+        "compute.job_restarted" if restart else "compute.job_started",
+        [row.id, row.pool_id or ""],
+        {"id": row.id, "pool": row.pool_id},
+    )
     return to_job(row)
 
 
