@@ -4,6 +4,7 @@ metered on the consumer's pool contract (core-hours → money, energy, emissions
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 
 import pytest
 
@@ -57,6 +58,14 @@ def test_private_sql_job_runs_on_the_western_pool_and_is_settled(
     assert 0.5 * done["energy_kwh"] * f * 0.6 < done["kg_co2"] < 0.5 * done["energy_kwh"] * f * 1.4
     stmt = c.get("/v1/compute/statement")
     assert stmt["lines"][0]["job_id"] == job["id"] and stmt["totals"]["amount"] == done["amount"]
+    # the consumer's money statement carries the same compute lines beside the escrow postings
+    period = (world.clock.now - timedelta(hours=1), world.clock.now + timedelta(hours=1))
+    money = c.statement(*period)
+    assert money["compute"]["totals"] == stmt["totals"]
+    # settled to the pool provider: the release (minus the exchange fee) is on its statement
+    cs = grid.cloud.client.contract_statement(grid.contracts[grid.west["id"]])
+    paid = [x for x in grid.cloud.client.statement(*period)["lines"] if x["txn"] == "escrow.release"]
+    assert sum(x["amount"] for x in paid) == cs["provider_net"] == done["amount"] - cs["fees"]
     assert out["receipts"], "the metering is on the ledger"
     # a finished job does not run again; the data contract was charged once (the private SQL use)
     with pytest.raises(Conflict, match="only placed jobs start"):

@@ -521,17 +521,20 @@ def finish_job(
     return to_job(row)
 
 
-def compute_statement(ctx: Context, participant_id: str | None = None) -> dict[str, Any]:
-    """A participant's compute lines: per job core-hours, energy, emissions and the amount charged."""
-    who = participant_id or ctx.principal.participant_id
-    if who != ctx.principal.participant_id and not oversees(ctx):
-        raise Forbidden("only the participant itself or an overseer reads its compute statement")
+def compute_lines(
+    ctx: Context, participant_id: str, start: datetime | None = None, end: datetime | None = None
+) -> dict[str, Any]:
+    """A participant's finished jobs (in ``[start, end)`` by finishing time): core-hours, energy,
+    emissions and the amount charged, with totals. The market's statement embeds this."""
+    stmt = select(ComputeJobRow).where(
+        ComputeJobRow.consumer_id == participant_id, ComputeJobRow.status.in_(("done", "failed"))
+    )
+    if start is not None:
+        stmt = stmt.where(ComputeJobRow.updated_at >= start)
+    if end is not None:
+        stmt = stmt.where(ComputeJobRow.updated_at < end)
     lines: list[dict[str, Any]] = []
-    for r in ctx.session.scalars(
-        select(ComputeJobRow)
-        .where(ComputeJobRow.consumer_id == who, ComputeJobRow.status.in_(("done", "failed")))
-        .order_by(ComputeJobRow.id)
-    ):
+    for r in ctx.session.scalars(stmt.order_by(ComputeJobRow.id)):
         lines.append(
             {
                 "job_id": r.id,
@@ -545,7 +548,6 @@ def compute_statement(ctx: Context, participant_id: str | None = None) -> dict[s
             }
         )
     return {
-        "participant_id": who,
         "lines": lines,
         "totals": {
             "core_hours": round(sum(x["core_hours"] for x in lines), 6),
@@ -554,3 +556,11 @@ def compute_statement(ctx: Context, participant_id: str | None = None) -> dict[s
             "amount": sum(x["amount"] for x in lines),
         },
     }
+
+
+def compute_statement(ctx: Context, participant_id: str | None = None) -> dict[str, Any]:
+    """A participant's compute lines: per job core-hours, energy, emissions and the amount charged."""
+    who = participant_id or ctx.principal.participant_id
+    if who is None or (who != ctx.principal.participant_id and not oversees(ctx)):
+        raise Forbidden("only the participant itself or an overseer reads its compute statement")
+    return {"participant_id": who, **compute_lines(ctx, who)}
