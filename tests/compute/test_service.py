@@ -88,6 +88,12 @@ def test_job_lifecycle_refusals_and_cli(
     assert all(a["excluded"].startswith("size") for a in big["placement"]["alternatives"])
     with pytest.raises(NotFound):  # other participants do not see it
         logistics.client.get(f"/v1/compute/jobs/{big['id']}")
+    with pytest.raises(NotFound):  # nor run it
+        logistics.client.request("POST", f"/v1/compute/jobs/{big['id']}/run", json={})
+    with pytest.raises(Forbidden):  # placement rounds are the operator's
+        insurer.client.request("POST", "/v1/compute/rounds")
+    again = world.operator.request("POST", "/v1/compute/rounds").json()
+    assert again["data"] == {"jobs": 1, "method": "milp", "placed": 0} and again["receipts"]
 
     # a batch job submitted at midnight in China waits for Guizhou's low-carbon hours
     world.clock.now = world.clock.now.replace(hour=16, minute=0)
