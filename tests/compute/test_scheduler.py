@@ -14,15 +14,16 @@ from hypothesis import strategies as st
 from datavalley.compute import topology
 from datavalley.compute.scheduler import JobSpec, PoolSpec, schedule_round
 
-EAST = PoolSpec("east", "zhangjiakou", "hebei", 8, 40, 1.25, 0.1)
-WEST = PoolSpec("west", "qingyang", "gansu", 8, 25, 1.15, 0.4)
-SOUTH = PoolSpec("south", "shaoguan", "guangdong", 8, 42, 1.25, 0.1)
+EAST = PoolSpec("east", "zhangjiakou", "hebei", 8, 40, 1.25, 0.1, memory_gb=32)
+WEST = PoolSpec("west", "qingyang", "gansu", 8, 25, 1.15, 0.4, memory_gb=16)
+SOUTH = PoolSpec("south", "shaoguan", "guangdong", 8, 42, 1.25, 0.1, memory_gb=32)
 POOLS = [EAST, WEST, SOUTH]
 
 
 def check_hard_constraints(jobs: list[JobSpec], pools: list[PoolSpec], result, horizon: int) -> None:
     by_pool = {p.id: p for p in pools}
     used = {p.id: np.zeros(horizon) for p in pools}
+    mem = {p.id: np.zeros(horizon) for p in pools}
     for job, pl in zip(jobs, result.placements, strict=True):
         assert pl.job_id == job.id
         if pl.pool_id is None:
@@ -37,12 +38,14 @@ def check_hard_constraints(jobs: list[JobSpec], pools: list[PoolSpec], result, h
         if job.allowed_pools is not None:
             assert pool.id in job.allowed_pools
         used[pool.id][pl.start : pl.start + job.duration] += job.cores
+        mem[pool.id][pl.start : pl.start + job.duration] += job.memory_gb
     for pid, u in used.items():
         assert np.all(u <= by_pool[pid].cores), "capacity"
+        assert np.all(mem[pid] <= by_pool[pid].memory_gb + 1e-9), "memory"
 
 
 job_st = st.builds(
-    lambda i, cores, dur, slack, inter, prov, grade: JobSpec(
+    lambda i, cores, dur, slack, inter, prov, grade, gb: JobSpec(
         id=f"j{i}",
         cores=cores,
         duration=1 if inter else dur,
@@ -52,6 +55,7 @@ job_st = st.builds(
         allowed_provinces=frozenset({prov}) if grade == "important" else None,
         data_province=prov,
         max_latency_ms=10.0 if inter else None,
+        memory_gb=gb,
     ),
     st.integers(0, 10**6),
     st.integers(1, 8),
@@ -60,6 +64,7 @@ job_st = st.builds(
     st.booleans(),
     st.sampled_from(["hebei", "gansu", "guangdong", "beijing"]),
     st.sampled_from(["general", "important"]),
+    st.sampled_from([0, 1, 4, 12, 24]),
 )
 
 
@@ -132,6 +137,16 @@ def test_capacity_binds_and_the_runner_up_is_explained() -> None:
     by = {p.pool_id: p for p in r.placements}
     assert any(x.startswith("capacity: its cheapest option (west") for x in by["east"].reasons)
     assert "unplaced: no candidate fits the remaining capacity before the deadline" in by[None].reasons
+
+
+def test_memory_is_a_capacity_too() -> None:
+    # the western pool is cheapest but has 16 GB: two 12 GB jobs cannot share it
+    jobs = [JobSpec(f"m{i}", 1, 2, 0, 2, data_province="beijing", memory_gb=12) for i in range(2)]
+    r = schedule_round(jobs, POOLS, horizon=24)
+    assert sorted(p.pool_id or "-" for p in r.placements) in (["east", "west"], ["south", "west"])
+    big = JobSpec("huge", 1, 1, 0, 4, data_province="beijing", memory_gb=64)
+    p = schedule_round([big], POOLS, horizon=24).placements[0]
+    assert p.pool_id is None and all(a["excluded"].startswith("size") for a in p.alternatives)
 
 
 def test_without_highs_the_greedy_fallback_places_the_round(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -283,11 +283,14 @@ def _spec(row: ComputeJobRow, now: datetime, contracts: dict[str, str]) -> JobSp
         max_latency_ms=LATENCY_CLASSES[row.latency_class],
         residency_reason=c.get("rule", ""),
         allowed_pools=frozenset(contracts),
+        memory_gb=float(row.memory_gb),
     )
 
 
-def _booked(ctx: Context, now: datetime) -> dict[str, np.ndarray]:
+def _booked(ctx: Context, now: datetime) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Cores and memory already booked per pool and hour by placed or running jobs."""
     booked: dict[str, np.ndarray] = {}
+    memory: dict[str, np.ndarray] = {}
     base = _slot0(now)
     for r in ctx.session.scalars(
         select(ComputeJobRow).where(ComputeJobRow.status.in_(("placed", "running")))
@@ -295,9 +298,10 @@ def _booked(ctx: Context, now: datetime) -> dict[str, np.ndarray]:
         if r.pool_id is None or r.start_at is None:
             continue
         s = max(0, int((r.start_at - base).total_seconds() // 3600))
-        arr = booked.setdefault(r.pool_id, np.zeros(HORIZON_H))
-        arr[s : min(HORIZON_H, s + max(1, math.ceil(r.duration_s / 3600)))] += r.cores
-    return booked
+        e = min(HORIZON_H, s + max(1, math.ceil(r.duration_s / 3600)))
+        booked.setdefault(r.pool_id, np.zeros(HORIZON_H))[s:e] += r.cores
+        memory.setdefault(r.pool_id, np.zeros(HORIZON_H))[s:e] += r.memory_gb
+    return booked, memory
 
 
 def _round(ctx: Context, rows: list[ComputeJobRow]) -> str:
@@ -313,13 +317,15 @@ def _round(ctx: Context, rows: list[ComputeJobRow]) -> str:
     ]
     specs = [_spec(r, ctx.now, contracts[r.consumer_id]) for r in rows]
     start_hour = (ctx.now + LOCAL_OFFSET).hour
+    cores, memory = _booked(ctx, ctx.now)
     result = schedule_round(
         specs,
         [p.spec() for p in pools],
         horizon=HORIZON_H,
         start_hour=start_hour,
         carbon_weight=CARBON_WEIGHT,
-        booked=_booked(ctx, ctx.now),
+        booked=cores,
+        booked_memory=memory,
     )
     placed = result.by_job()
     for r in rows:

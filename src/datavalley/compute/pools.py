@@ -62,6 +62,7 @@ class Pool:
             self.green_share,
             self.watts_per_core,
             self.windows,
+            float(self.memory_gb),
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ earlier rounds already booked) and availability windows.
     minimise   Σ x[j,p,s] · (price_p · cores_j · dur_j + λ · kgCO2(j,p,s)) + M · Σ u_j
     subject to Σ_{p,s} x[j,p,s] + u_j = 1                          (each job placed or left over)
                Σ_{j,s : s ≤ t < s+dur_j} cores_j · x[j,p,s] ≤ cap_p(t)   (capacity, every pool and slot)
+               Σ_{j,s : s ≤ t < s+dur_j} mem_j · x[j,p,s] ≤ mem_p(t)     (memory, when pools state it)
                x binary, u ≥ 0; residency, latency and deadlines by construction of the candidates.
 
 kgCO2(j,p,s) = cores_j × Σ_{t=s}^{s+dur_j−1} W/1000 × PUE_p × factor_p(t) × (1 − green_p): the hourly
@@ -48,6 +49,7 @@ class PoolSpec:
     green_share: float
     watts_per_core: float = topology.WATTS_PER_CORE
     windows: tuple[tuple[int, int], ...] = ()  # available [start, end) hours of day; empty = always
+    memory_gb: float = math.inf
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class JobSpec:
     max_latency_ms: float | None = None
     residency_reason: str = "no residency constraint"
     allowed_pools: frozenset[str] | None = None  # None: every pool (e.g. pools the consumer contracted)
+    memory_gb: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,7 @@ class _Setup:
     cum: np.ndarray  # pool × (slot+1): prefix sums of kgph
     avail_cum: np.ndarray  # pool × (slot+1): prefix sums of unavailable slots
     cap: np.ndarray  # pool × slot, free cores
+    mem: np.ndarray  # pool × slot, free memory (GB; inf when a pool states none)
     ids: np.ndarray  # pool IDs
     province: np.ndarray
     cores: np.ndarray
@@ -146,7 +150,11 @@ class _Setup:
 
 
 def _setup(
-    pools: Sequence[PoolSpec], horizon: int, start_hour: int, booked: Mapping[str, np.ndarray] | None
+    pools: Sequence[PoolSpec],
+    horizon: int,
+    start_hour: int,
+    booked: Mapping[str, np.ndarray] | None,
+    booked_memory: Mapping[str, np.ndarray] | None = None,
 ) -> _Setup:
     kg = np.stack([intensity(p, horizon, start_hour) for p in pools])
     cum = np.concatenate([np.zeros((len(pools), 1)), np.cumsum(kg, axis=1)], axis=1)
@@ -157,12 +165,18 @@ def _setup(
         for i, p in enumerate(pools):
             if p.id in booked:
                 cap[i] -= booked[p.id][:horizon]
+    mem = np.array([[p.memory_gb] * horizon for p in pools], dtype=np.float64)
+    if booked_memory:
+        for i, p in enumerate(pools):
+            if p.id in booked_memory:
+                mem[i] -= booked_memory[p.id][:horizon]
     return _Setup(
         list(pools),
         kg,
         cum,
         ucum,
         np.maximum(cap, 0.0),
+        np.maximum(mem, 0.0),
         np.array([p.id for p in pools], dtype=object),
         np.array([p.province for p in pools], dtype=object),
         np.array([p.cores for p in pools]),
@@ -227,6 +241,10 @@ def candidates(job: JobSpec, s: _Setup, carbon_weight: float) -> _Cands:
             lambda i: f"latency: {lat[i]:.1f} ms from {job.data_province} > {bound:g} ms",
         )
     exclude(s.cores < job.cores, lambda i: f"size: needs {job.cores} cores, pool has {s.pools[i].cores}")
+    exclude(
+        np.array([p.memory_gb < job.memory_gb for p in s.pools]),
+        lambda i: f"size: needs {job.memory_gb:g} GB, pool has {s.pools[i].memory_gb:g} GB",
+    )
     last = min(job.deadline, horizon) - job.duration
     starts = np.arange(job.release, (job.release if job.interactive else last) + 1)
     starts = starts[(starts >= 0) & (starts <= last)]
@@ -324,8 +342,13 @@ def _milp(
     obj = np.concatenate([fulls[j].obj[k] for j, k in enumerate(kept)]) if n_x else _EMPTY_F
     dur = np.array([j.duration for j in jobs])[owner]
     cores = np.array([float(j.cores) for j in jobs])[owner]
-    # column k: the assignment row of its job, then one capacity row per slot it occupies
-    nnz_col = 1 + dur
+    memory = np.array([float(j.memory_gb) for j in jobs])[owner]
+    # memory rows only when some pool states its memory and some job needs it
+    with_mem = bool(np.isfinite(s.mem).any() and memory.any())
+    k_rows = 2 if with_mem else 1
+    n_pr = len(s.pools) * horizon
+    # column k: the assignment row of its job, then one core row (and one memory row) per slot it occupies
+    nnz_col = 1 + k_rows * dur
     colstart = np.zeros(n + 1, dtype=np.int64)
     colstart[1 : n_x + 1] = np.cumsum(nnz_col)
     colstart[n_x + 1 :] = colstart[n_x] + np.arange(1, n_j + 1)
@@ -334,22 +357,31 @@ def _milp(
     first = colstart[:n_x]
     index[first] = owner
     value[first] = 1.0
-    offs = np.arange(int(nnz_col.sum())) - np.repeat(first, nnz_col)  # 0..dur within each column
+    offs = np.arange(int(nnz_col.sum())) - np.repeat(first, nnz_col)  # 0..k·dur within each column
     pos = np.repeat(first, nnz_col) + offs
-    cap_mask = offs > 0
-    slot = np.repeat(st, nnz_col)[cap_mask] + offs[cap_mask] - 1
-    index[pos[cap_mask]] = n_j + np.repeat(pool, nnz_col)[cap_mask] * horizon + slot
+    rdur, rpool, rst = np.repeat(dur, nnz_col), np.repeat(pool, nnz_col), np.repeat(st, nnz_col)
+    cap_mask = (offs > 0) & (offs <= rdur)
+    slot = rst[cap_mask] + offs[cap_mask] - 1
+    index[pos[cap_mask]] = n_j + rpool[cap_mask] * horizon + slot
     value[pos[cap_mask]] = np.repeat(cores, nnz_col)[cap_mask]
+    if with_mem:
+        mem_mask = offs > rdur
+        slot = rst[mem_mask] + offs[mem_mask] - rdur[mem_mask] - 1
+        index[pos[mem_mask]] = n_j + n_pr + rpool[mem_mask] * horizon + slot
+        value[pos[mem_mask]] = np.repeat(memory, nnz_col)[mem_mask]
     index[colstart[n_x:n]] = np.arange(n_j)
     value[colstart[n_x:n]] = 1.0
     lp = highspy.HighsLp()
     lp.num_col_ = n
-    lp.num_row_ = n_j + len(s.pools) * horizon
+    lp.num_row_ = n_j + k_rows * n_pr
     lp.col_cost_ = np.concatenate([obj, np.full(n_j, UNPLACED_PENALTY)])
     lp.col_lower_ = np.zeros(n)
     lp.col_upper_ = np.ones(n)
-    lp.row_lower_ = np.concatenate([np.ones(n_j), np.full(len(s.pools) * horizon, -highspy.kHighsInf)])
-    lp.row_upper_ = np.concatenate([np.ones(n_j), s.cap.reshape(-1)])
+    lp.row_lower_ = np.concatenate([np.ones(n_j), np.full(k_rows * n_pr, -highspy.kHighsInf)])
+    uppers = [np.ones(n_j), s.cap.reshape(-1)]
+    if with_mem:
+        uppers.append(np.where(np.isfinite(s.mem), s.mem, highspy.kHighsInf).reshape(-1))
+    lp.row_upper_ = np.concatenate(uppers)
     lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
     lp.a_matrix_.start_ = colstart.astype(np.int32)
     lp.a_matrix_.index_ = index
@@ -391,6 +423,7 @@ def _greedy(
 ) -> list[int | None]:
     """Fallback: earliest deadline first (bigger first on ties), each to its cheapest option with room."""
     cap = s.cap.copy()
+    mem = s.mem.copy()
     chosen: list[int | None] = [None] * len(jobs)
     order = sorted(range(len(jobs)), key=lambda j: (jobs[j].deadline, -jobs[j].cores * jobs[j].duration))
     for j in order:
@@ -398,8 +431,10 @@ def _greedy(
         for m in k[np.lexsort((c.start[k], c.obj[k]))].tolist():
             p, st = int(c.pool[m]), int(c.start[m])
             window = cap[p, st : st + job.duration]
-            if np.all(window >= job.cores - 1e-9):
+            room = mem[p, st : st + job.duration]
+            if np.all(window >= job.cores - 1e-9) and np.all(room >= job.memory_gb - 1e-9):
                 window -= job.cores
+                room -= job.memory_gb
                 chosen[j] = m
                 break
     return chosen
@@ -461,6 +496,7 @@ def schedule_round(
     carbon_weight: float = 100.0,
     time_limit: float = 1.5,
     booked: Mapping[str, np.ndarray] | None = None,
+    booked_memory: Mapping[str, np.ndarray] | None = None,
     keep: int = 6,
     method: str = "milp",
     explain: bool = True,
@@ -479,7 +515,7 @@ def schedule_round(
             "empty",
             0,
         )
-    s = _setup(pools, horizon, start_hour, booked)
+    s = _setup(pools, horizon, start_hour, booked, booked_memory)
     fulls = [candidates(job, s, carbon_weight) for job in jobs]
     kept = [_prune(c, keep) for c in fulls]
     notes: list[str] = []
@@ -519,16 +555,3 @@ def schedule_round(
         sum(len(k) for k in kept),
         tuple(notes),
     )
-
-
-def book(booked: dict[str, np.ndarray], placement: Placement, job: JobSpec, horizon: int) -> None:
-    """Add a placement's cores to the booking table (for the next round)."""
-    if placement.pool_id is None or placement.start is None:
-        return
-    arr = booked.setdefault(placement.pool_id, np.zeros(horizon))
-    end = min(horizon, placement.start + job.duration)
-    arr[placement.start : end] += job.cores
-
-
-def slots(duration_s: float) -> int:
-    return max(1, math.ceil(duration_s / 3600.0))
