@@ -3,6 +3,9 @@ provider with an eastern and a western pool, both listed, and the insurer's cont
 
 from __future__ import annotations
 
+import secrets
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,12 +14,23 @@ import pytest
 
 from conftest import World
 from datavalley import demo_data
+from datavalley.compute.worker import Worker, make_handler
 from datavalley.market.model import Contract
 from datavalley.node.analysis import analyse_source, location_of, registration_payload
 from datavalley.node.registry import NodeRegistry
 from market.conftest import Party, insurer, logistics, negotiate, onboard
 
 __all__ = ["insurer", "logistics"]
+
+
+@dataclass
+class WorkerAt:
+    """A pool worker served on a thread of the test process (as a remote worker would be)."""
+
+    url: str
+    token: str
+    worker: Worker
+
 
 COUNT_SQL = "SELECT dest_province, COUNT(*) AS trips FROM trips GROUP BY dest_province"
 
@@ -103,3 +117,18 @@ def grid(world: World, insurer: Party) -> Grid:
         c = negotiate(cloud, insurer, pool["product_id"], purpose="compute", max_quantity=3600 * 20)
         contracts[pool["id"]] = c.id
     return Grid(cloud, east, west, contracts)
+
+
+@pytest.fixture
+def worker_url(tmp_path: Path) -> Iterator[WorkerAt]:
+    from http.server import ThreadingHTTPServer
+
+    token = secrets.token_urlsafe(24)
+    w = Worker("pool_t", 1, tmp_path / "work", token, pin=False)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(w))
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    yield WorkerAt(f"http://127.0.0.1:{httpd.server_address[1]}", token, w)
+    httpd.shutdown()
+    httpd.server_close()
+    w.close()

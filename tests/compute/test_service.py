@@ -5,9 +5,8 @@ pools reviewed like any product, and the worker protocol's own checks."""
 from __future__ import annotations
 
 import json
-import secrets
-import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -16,10 +15,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cli.test_cli import run
-from compute.conftest import COUNT_SQL, Grid, data_contract, register_pool
+from compute.conftest import COUNT_SQL, Grid, WorkerAt, data_contract, register_pool
 from conftest import World
 from datavalley.compute.tables import ComputeJobRow
-from datavalley.compute.worker import Worker, make_handler
 from datavalley.errors import Conflict, Forbidden, InvalidInput, NotFound
 from datavalley.market.model import Contract
 from market.conftest import Party, onboard
@@ -62,8 +60,13 @@ def test_job_lifecycle_refusals_and_cli(
     logistics: Party,
     contract: Contract,
     grid: Grid,
+    worker_url: WorkerAt,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # the western pool's worker is "remote" (another process or machine would do): DATAVALLEY_POOLS
+    monkeypatch.setenv("DATAVALLEY_POOLS", f"{grid.west['id']}={worker_url.url}")
+    monkeypatch.setenv("DATAVALLEY_POOL_TOKEN", worker_url.token)
     # refusals: each changes nothing
     cases = [
         ({"contract_id": contract.id, "sql": COUNT_SQL, "cores": 0}, InvalidInput),
@@ -96,7 +99,10 @@ def test_job_lifecycle_refusals_and_cli(
     assert again["data"] == {"jobs": 1, "method": "milp", "placed": 0} and again["receipts"]
 
     # a batch job submitted at midnight in China waits for Guizhou's low-carbon hours
-    world.clock.now = world.clock.now.replace(hour=16, minute=0)
+    t = world.clock.now.replace(minute=0, second=0, microsecond=0)
+    while t.hour != 16 or t <= world.clock.now:  # the next midnight in China, after the contracts began
+        t += timedelta(hours=1)
+    world.clock.now = t
     job = submit(insurer, contract_id=contract.id, sql=COUNT_SQL, latency_class="batch", deadline_h=24)
     assert job["status"] == "placed" and job["pool_id"] == grid.west["id"]
     assert job["start_at"] > world.clock.now.isoformat()
@@ -127,11 +133,15 @@ def test_job_lifecycle_refusals_and_cli(
     assert now["pool_id"] == grid.west["id"] and now["status"] == "placed" and now["start_at"]
     code, out, _ = run(capsys, *home, "jobs", "explain", now["id"])
     assert code == 0 and grid.west["id"] in out and "east→west" in out
+    # run through the API: the job goes to the remote worker named in DATAVALLEY_POOLS, no local process
+    inter = submit(insurer, contract_id=contract.id, sql=COUNT_SQL, latency_class="interactive")
+    ran = insurer.client.request("POST", f"/v1/compute/jobs/{inter['id']}/run", json={}).json()
+    assert ran["job"]["status"] == "done" and worker_url.worker.served == 1
     code, _, err = run(capsys, *home, "jobs", "submit", COUNT_SQL, "--contract", contract.id, "--cores", "0")
     assert code == 2 and "cores" in err
     code, _, err = run(capsys, *home, "jobs", "status", "job_missing")
     assert code != 0 and "does not exist" in err
-    assert jobs_count(world) == 3
+    assert jobs_count(world) == 4
 
 
 def test_pools_are_reviewed_like_products(world: World, insurer: Party) -> None:
@@ -175,23 +185,8 @@ def test_pools_are_reviewed_like_products(world: World, insurer: Party) -> None:
         )
 
 
-@pytest.fixture
-def worker_url(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    from http.server import ThreadingHTTPServer
-
-    token = secrets.token_urlsafe(24)
-    w = Worker("pool_t", 1, tmp_path / "work", token, pin=False)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(w))
-    t = threading.Thread(target=httpd.serve_forever, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", token
-    httpd.shutdown()
-    httpd.server_close()
-    w.close()
-
-
-def test_worker_refuses_without_token_and_malformed_jobs(worker_url: tuple[str, str], tmp_path: Path) -> None:
-    url, token = worker_url
+def test_worker_refuses_without_token_and_malformed_jobs(worker_url: WorkerAt, tmp_path: Path) -> None:
+    url, token = worker_url.url, worker_url.token
     assert httpx.get(f"{url}/v1/health").json()["cores"] == 1
     r = httpx.post(f"{url}/v1/jobs", json={"job_id": "x"})
     assert r.status_code == 401
@@ -243,15 +238,13 @@ def test_worker_refuses_without_token_and_malformed_jobs(worker_url: tuple[str, 
 
 
 @pytest.mark.slow
-def test_the_worker_runs_the_same_job_on_duckdb_and_spark(
-    worker_url: tuple[str, str], tmp_path: Path
-) -> None:
+def test_the_worker_runs_the_same_job_on_duckdb_and_spark(worker_url: WorkerAt, tmp_path: Path) -> None:
     """The protocol's two engines give the same exact aggregates (Spark local[cores], started once)."""
     import base64
 
     from datavalley import demo_data
 
-    url, token = worker_url
+    url, token = worker_url.url, worker_url.token
     path = demo_data.write_trips(tmp_path / "trips.csv", 400)
     body = {
         "job_id": "j1",

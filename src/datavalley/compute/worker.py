@@ -101,6 +101,7 @@ class Worker:
         self.workdir = workdir
         self.token = token
         self.busy = 0
+        self.served = 0  # jobs answered (health and tests)
         self._cv = threading.Condition()
         self._spark: Any = None
         workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -114,6 +115,7 @@ class Worker:
             "cores": self.cores,
             "engines": ["duckdb", "spark"],
             "busy_cores": self.busy,
+            "served": self.served,
         }
 
     def close(self) -> None:
@@ -195,6 +197,8 @@ class Worker:
             shutil.rmtree(stage, ignore_errors=True)
             self._release(cores)
         wall = time.perf_counter() - start
+        with self._cv:
+            self.served += 1
         return {
             "pool": self.pool_id,
             "digest": exact.digest,
