@@ -160,7 +160,12 @@ class JobRunner:
                 )
             except httpx.HTTPError as exc:
                 raise Unavailable(f"pool {pool.id} is unreachable ({type(exc).__name__})") from None
-            answer = r.json()
+            try:
+                answer = r.json()
+            except ValueError:
+                raise Unavailable(f"pool {pool.id} answered HTTP {r.status_code} without JSON") from None
+            if not isinstance(answer, dict):
+                raise Unavailable(f"pool {pool.id} answered an unexpected body")
             if r.status_code != 200:
                 raise Conflict(f"pool {pool.id} refused the job: {answer.get('message', r.status_code)}")
             if answer.get("digest") != q.digest:
