@@ -305,6 +305,8 @@ def create_product(
     if not 1 <= len(name) <= 200:
         raise InvalidInput("name must be 1 to 200 characters", field="name")
     p = parse_price(price)
+    if (k == ProductKind.COMPUTE_POOL) != (p.model == PriceModel.PER_CORE_HOUR):
+        raise InvalidInput("compute pools, and only they, are priced per core-hour", field="price.model")
     t = parse_terms(k, terms)
     if k == ProductKind.COMPUTE_POOL:  # rests on a registered compute pool, not on data resources
         from datavalley.compute.pools import check_pool_product
