@@ -173,6 +173,14 @@ def test_pools_are_reviewed_like_products(world: World, insurer: Party) -> None:
     assert [p["id"] for p in listed] == [ok["id"]]  # the unlisted pool is not visible to others
     product = insurer.client.get_product(ok["product_id"])
     assert product.kind.value == "compute_pool" and product.price.model.value == "per_core_hour"
+    with pytest.raises(InvalidInput, match="priced per core-hour"):
+        cloud.client.create_product(
+            name="p",
+            kind="compute_pool",
+            resource_ids=["r"],
+            price={"model": "per_query", "amount": 1},
+            terms={"purposes": ["compute"], "pool_id": ok["id"]},
+        )
     # a pool product cannot be created by hand on somebody else's pool
     other = onboard(world, "Pirate Cloud", ["provider"])
     with pytest.raises((Forbidden, InvalidInput)):
