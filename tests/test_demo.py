@@ -21,6 +21,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert summary["uses"] == summary["queries_answered"] - 1  # one answer came from the cache, free
     assert summary["released"] == 800 * summary["uses"] and summary["queries_refused"] == 1
     assert summary["psi_cardinality"] == summary["psi_expected"] > 0 and summary["psi_uses"] == 2
+    assert summary["compute_pool_west"] is True and summary["compute_amount"] >= 1  # docs/COMPUTE.md
     assert summary["cosignatures"] == 2 and summary["entries"] == summary["checkpoint_size"]
     assert (summary["frozen_status"], summary["refused_status"], summary["refused_reason"]) == (
         "frozen",

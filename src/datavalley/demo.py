@@ -338,6 +338,12 @@ def act_crossborder(s: Story) -> None:
     s.facts.update(crossborder_act(s.home, s.console, s.op, s.people, s.app))
 
 
+def act_compute(s: Story) -> None:
+    from datavalley.compute.demo import compute_act
+
+    s.facts.update(compute_act(s.console, s.op, s.people, s.facts["product_id"]))
+
+
 def act_governance(s: Story) -> None:
     from datavalley.market.governance_demo import governance_act
 
@@ -354,6 +360,7 @@ ACTS: tuple[Callable[[Story], None], ...] = (
     act_sources,
     act_delivery,
     act_crossborder,
+    act_compute,
     act_governance,
     act_pictures,
     act_ledger,

@@ -35,6 +35,7 @@ ROUTERS: tuple[str, ...] = (
     "datavalley.api.market:router",
     "datavalley.api.ledger:router",
     "datavalley.api.crossborder:router",
+    "datavalley.api.compute:router",
 )
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -80,6 +81,8 @@ def create_app(exchange: Exchange, *, publisher: bool = False) -> FastAPI:
             service = getattr(app.state, "query_service", None)
             if service is not None:
                 service.close()
+            if (runner := getattr(app.state, "job_runner", None)) is not None:
+                runner.pools.close()  # stops the local pool workers (datavalley.compute)
 
     app = FastAPI(
         title="datavalley exchange API",

@@ -51,6 +51,8 @@ GROUPS: dict[str, tuple[str, str]] = {
     "delivery": ("datavalley.cli.delivery:delivery_app", "Delta Sharing delivery: profiles, tokens, reads."),
     "watermark": ("datavalley.cli.delivery:watermark_app", "Trace a leaked copy to its contract."),
     "crossborder": ("datavalley.cli.crossborder:crossborder_app", "Cross-border transfers: rules, records."),
+    "pools": ("datavalley.cli.compute:pools_app", "Compute pools across the national hubs."),
+    "jobs": ("datavalley.cli.compute:jobs_app", "Compute jobs: submit, status, explain."),
 }
 
 #: Global options that take a value, and flags; accepted anywhere on the command line.

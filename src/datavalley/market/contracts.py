@@ -209,7 +209,7 @@ def _narrow(template: dict[str, Any], kind: ProductKind, req: dict[str, Any]) ->
         terms["psi_modes"] = modes
         if template.get("privacy"):
             terms["privacy"] = template["privacy"]
-    if kind == ProductKind.FILE_DELIVERY:
+    if kind in (ProductKind.FILE_DELIVERY, ProductKind.COMPUTE_POOL):
         terms["max_quantity"] = req.get("max_quantity", template.get("max_quantity"))
         if template.get("delivery"):
             terms["delivery"] = template["delivery"]
@@ -876,8 +876,9 @@ def record_use(
         )
     check_transfer(ctx, row, stage="use", operation=operation, mode=mode, min_group_size=min_group_size)
     price = Price.from_json(row.price)
-    metered = quantity if price.model in (PriceModel.PER_ROW, PriceModel.PER_MB) else 1
-    already = row.quantity if price.model in (PriceModel.PER_ROW, PriceModel.PER_MB) else row.uses
+    by_quantity = (PriceModel.PER_ROW, PriceModel.PER_MB, PriceModel.PER_CORE_HOUR)
+    metered = quantity if price.model in by_quantity else 1
+    already = row.quantity if price.model in by_quantity else row.uses
     amount = price.cost(already, metered)
     if price.model == PriceModel.ONE_OFF and row.released == 0:
         amount = row.funded - row.refunded

@@ -15,6 +15,7 @@ class ProductKind(StrEnum):
     PRIVATE_ANALYTICS = "private_analytics"  # SQL aggregates on the provider's node
     SET_INTERSECTION = "set_intersection"  # PSI with the consumer's own data
     FILE_DELIVERY = "file_delivery"  # a licensed extract
+    COMPUTE_POOL = "compute_pool"  # core-hours on a compute pool (datavalley.compute)
 
     @property
     def action(self) -> str:
@@ -23,6 +24,7 @@ class ProductKind(StrEnum):
             "private_analytics": "dv:aggregateQuery",
             "set_intersection": "dv:intersect",
             "file_delivery": "dv:deliver",
+            "compute_pool": "dv:compute",
         }[self.value]
 
 
@@ -33,6 +35,7 @@ class PriceModel(StrEnum):
     PER_QUERY = "per_query"  # per use (query, intersection)
     PER_ROW = "per_row"  # per delivered row
     PER_MB = "per_mb"  # per delivered megabyte
+    PER_CORE_HOUR = "per_core_hour"  # amount per core-hour, metered in core-seconds
 
 
 class Market(StrEnum):
@@ -86,6 +89,9 @@ class Price:
 
     def cost(self, already: int, quantity: int) -> int:
         """Price of ``quantity`` more units when ``already`` have been used."""
+        if self.model == PriceModel.PER_CORE_HOUR:
+            # quantity is core-seconds; cumulative rounding up, so splitting use never changes the total
+            return -(-(already + quantity) * self.amount // 3600) - -(-already * self.amount // 3600)
         if self.model not in (PriceModel.PER_QUERY, PriceModel.PER_ROW, PriceModel.PER_MB):
             return 0
         if not self.tiers:

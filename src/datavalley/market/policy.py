@@ -32,7 +32,7 @@ ODRL_CONTEXT = "http://www.w3.org/ns/odrl.jsonld"
 DV_NS = "https://datavalley.dev/ns/odrl#"
 CONTEXT: list[Any] = [ODRL_CONTEXT, {"dv": DV_NS, "xsd": "http://www.w3.org/2001/XMLSchema#"}]
 
-ACTIONS = ("dv:aggregateQuery", "dv:intersect", "dv:deliver")
+ACTIONS = ("dv:aggregateQuery", "dv:intersect", "dv:deliver", "dv:compute")
 DEFAULT_PROHIBITIONS = ("dv:reidentify", "distribute")
 PSI_MODES = ("cardinality", "intersection", "aggregate")
 

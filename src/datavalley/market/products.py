@@ -138,6 +138,7 @@ def parse_terms(kind: ProductKind, value: Any) -> dict[str, Any]:
         "tables",
         "engine",
         "delivery",
+        "pool_id",
     }
     unknown = sorted(set(value) - known)
     if unknown:
@@ -225,7 +226,14 @@ def parse_terms(kind: ProductKind, value: Any) -> dict[str, Any]:
                     field="terms.tables",
                 )
         out["tables"] = dict(sorted(tables.items()))
-    if kind == ProductKind.FILE_DELIVERY and value.get("max_quantity") is not None:
+    if kind == ProductKind.COMPUTE_POOL:
+        if not isinstance(value.get("pool_id"), str):
+            raise InvalidInput("a compute pool product names its pool (terms.pool_id)", field="terms.pool_id")
+        out["pool_id"] = value["pool_id"]
+    elif value.get("pool_id") is not None:
+        raise InvalidInput("terms.pool_id applies only to compute pool products", field="terms.pool_id")
+    metered = (ProductKind.FILE_DELIVERY, ProductKind.COMPUTE_POOL)
+    if kind in metered and value.get("max_quantity") is not None:
         out["max_quantity"] = _int(value["max_quantity"], "terms.max_quantity", 1, 10**12)
     if value.get("delivery") is not None:
         if kind != ProductKind.FILE_DELIVERY:
@@ -362,11 +370,18 @@ def create_product(
     if not 1 <= len(name) <= 200:
         raise InvalidInput("name must be 1 to 200 characters", field="name")
     p = parse_price(price)
+    if (k == ProductKind.COMPUTE_POOL) != (p.model == PriceModel.PER_CORE_HOUR):
+        raise InvalidInput("compute pools, and only they, are priced per core-hour", field="price.model")
     t = parse_terms(k, terms)
-    rows = _resources(ctx, resource_ids, me)
-    from datavalley.market.terms import check_against_resources
+    if k == ProductKind.COMPUTE_POOL:  # rests on a registered compute pool, not on data resources
+        from datavalley.compute.pools import check_pool_product
 
-    check_against_resources(k, t, rows)
+        rows = check_pool_product(ctx, t, resource_ids, me)
+    else:
+        rows = _resources(ctx, resource_ids, me)
+        from datavalley.market.terms import check_against_resources
+
+        check_against_resources(k, t, rows)
     ids = {r.id for r in rows}
     if "tables" in t:
         if set(t["tables"].values()) != ids or len(t["tables"]) != len(ids):
@@ -484,6 +499,10 @@ def compliance_checklist(ctx: Context, row: ProductRow) -> list[dict[str, Any]]:
             f"important data {important}: "
             + ("approved by a regulator" if row.regulator_approved else "needs a regulator's approval"),
         )
+    if row.kind == ProductKind.COMPUTE_POOL:
+        from datavalley.compute.pools import pool_checklist
+
+        items.extend(pool_checklist(ctx, row))
     if row.market == Market.PRIMARY:
         public = [r for r in res if r.public_data]
         authorised = [

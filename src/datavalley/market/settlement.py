@@ -69,6 +69,8 @@ def statement(
     closing = dict(opening)
     for line in lines:
         closing[line["account"]] = closing.get(line["account"], 0) + line["amount"]
+    from datavalley.compute.jobs import compute_lines
+
     return {
         "participant_id": who,
         "start": start.isoformat(),
@@ -78,6 +80,8 @@ def statement(
         "lines": lines,
         "totals": totals,
         "closing": closing,
+        # jobs run on compute pools: core-hours, energy and emissions beside the money (docs/COMPUTE.md)
+        "compute": compute_lines(ctx, who, start, end),
     }
 
 

@@ -34,6 +34,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +56,14 @@ from datavalley.market.products import get_product
 from datavalley.node.registry import NodeRegistry
 from datavalley.node.sources import SourceResolver, choose_engine
 from datavalley.privacy import DuckDBEngine, PrivacyRules, ProductSchema, TableSpec, compile_query, release
+from datavalley.privacy.compiler import CompiledQuery
+from datavalley.privacy.engine import ExactResult
 from datavalley.rights.registration import get_resource
 
 log = logging.getLogger(__name__)
 
 DEFAULT_EPSILON = 0.5
+Executor = Callable[[CompiledQuery, dict[str, Any]], ExactResult]
 MAX_ENGINES = 8
 
 
@@ -235,8 +239,13 @@ class QueryService:
         epsilon: float | None = None,
         purpose: str | None = None,
         region: str = "CN",
+        executor: Executor | None = None,
     ) -> dict[str, Any]:
-        """Answer ``sql`` under contract ``contract_id`` for ``principal`` (the consumer)."""
+        """Answer ``sql`` under contract ``contract_id`` for ``principal`` (the consumer).
+
+        ``executor`` runs the exact step elsewhere (a compute pool's worker, ``datavalley.compute``); it
+        gets the compiled query and what is needed to recompile and run it, and returns the exact result.
+        """
         ex = self.exchange
         contract = ex.read(principal, contracts.get_contract, contract_id)
         if principal.participant_id != contract.consumer_id:
@@ -344,7 +353,19 @@ class QueryService:
             "data_version": data_version,
         }
         try:
-            exact = engine.run(q)
+            if executor is None:
+                exact = engine.run(q)
+            else:  # a compute pool runs the same compiled plan (datavalley.compute)
+                exact = executor(
+                    q,
+                    {
+                        "sql": sql,
+                        "tables": specs,
+                        "sources": sources,
+                        "rules": rules,
+                        "epsilon": epsilon or DEFAULT_EPSILON,
+                    },
+                )
             answer = release(q, exact, max_rows=MAX_RELEASED_ROWS).to_dict()
         except Exception:
             # Charged already; the cause (limit, engine error) stays in the node's logs, never in the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datavalley.delivery.tables
 import datavalley.crossborder.tables
+import datavalley.compute.tables
 import datavalley.events
 import datavalley.idempotency
 import datavalley.identity.tables
