@@ -1,7 +1,7 @@
 """privacy delta: δ spent by DP key thresholding is charged per use and summed per contract
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-04 17:00:00.000000
 
 ``contract_uses.privacy_delta`` records the δ of one use (private SQL queries whose group keys are
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

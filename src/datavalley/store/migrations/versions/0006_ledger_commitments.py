@@ -1,7 +1,7 @@
 """ledger commitments: each event keeps the key that opens its committed ledger entry
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0005
 Create Date: 2026-12-04 17:40:00.000000
 
 Entries of version 2 publish salted commitments instead of actor, participant, subject IDs and payload
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0003"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

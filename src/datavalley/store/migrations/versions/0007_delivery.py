@@ -1,7 +1,7 @@
 """delivery: recipients of delivery contracts, hashed sharing tokens, metered reads
 
 Revision ID: 0007
-Revises: 0003
+Revises: 0006
 Create Date: 2026-12-04 17:00:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import datavalley.store.base
 
 revision = "0007"
-down_revision = "0003"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """crossborder: participant facts, node locations, records, sketches, annual counters, transfer register
 
 Revision ID: 0008
-Revises: 0003
+Revises: 0007
 Create Date: 2026-12-04 17:30:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import datavalley.store.base
 
 revision = "0008"
-down_revision = "0003"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """compute: compute pools (listed as compute-pool products) and jobs with their placements
 
 Revision ID: 0009
-Revises: 0003
+Revises: 0008
 Create Date: 2026-12-04 17:20:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import datavalley.store.base
 
 revision = "0009"
-down_revision = "0003"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
