@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from datavalley.api.app import Caller, exchange_of, mutate, render
+from datavalley.api.deps import Caller, exchange_of, mutate, render
 from datavalley.crossborder import documents, rules, service
 from datavalley.identity.model import Principal
 

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
-from datavalley.api.app import Caller, exchange_of, mutate, render
+from datavalley.api.deps import Caller, exchange_of, mutate, render
 from datavalley.delivery import service
 from datavalley.delivery.server import PREFIX, DeliveryNode, page
 from datavalley.errors import (

@@ -43,7 +43,6 @@ from datavalley.errors import (
     DatavalleyError,
     Forbidden,
     InvalidInput,
-    NotFound,
     PolicyViolation,
 )
 from datavalley.exchange import Exchange

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import datavalley.delivery.tables
-import datavalley.crossborder.tables
 import datavalley.compute.tables
+import datavalley.crossborder.tables
+import datavalley.delivery.tables
 import datavalley.events
 import datavalley.idempotency
 import datavalley.identity.tables
