@@ -16,7 +16,7 @@ from crossborder.conftest import MEMBERS, contract_for, deliver, events, foreign
 from datavalley.crossborder import sketch
 from datavalley.crossborder.node import resource_sketch
 from datavalley.crossborder.tables import CrossborderTransferRow
-from datavalley.errors import Conflict, Forbidden, InvalidInput, NotFound, PolicyViolation
+from datavalley.errors import Conflict, Forbidden, InvalidInput, NotFound, PolicyViolation, Unauthenticated
 from datavalley.market.model import Product
 from market.conftest import Party, fund, list_product, negotiate, onboard, use
 
@@ -253,6 +253,10 @@ def test_authorisation_and_visibility(
         outsider.client.post(f"/v1/crossborder/contracts/{cid}/transfers", {})
     with pytest.raises(NotFound):
         outsider.client.get(f"/v1/crossborder/participants/{retailer.participant_id}")
+    anonymous = world.client_for(None)
+    for path in ("/v1/crossborder/rules", "/v1/crossborder/register", "/v1/crossborder/register.csv"):
+        with pytest.raises(Unauthenticated):
+            anonymous.get(path)
     # the register shows an exporter only its own transfers; the regulator's view has them all
     assert outsider.client.get("/v1/crossborder/register")["items"] == []
     assert german.client.get("/v1/crossborder/register")["items"] == []
