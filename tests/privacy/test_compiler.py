@@ -9,7 +9,7 @@ import pytest
 
 from datavalley.errors import InvalidInput, PolicyViolation
 from datavalley.privacy import compile_query
-from datavalley.privacy.compiler import FIXED_POINT_BITS
+from datavalley.privacy.compiler import FIXED_POINT_BITS, measure_share
 
 from .conftest import SCHEMA, row_rules, unit_rules
 
@@ -68,12 +68,15 @@ def test_laplace_cost_composes_over_all_measures() -> None:
     )
     names = [m.name for m in q.measures]
     # AVG = noisy centred sum / noisy non-null count: two measures. Nothing hidden: units are selected.
-    assert names == ["rows", "units", "sum:t0.freight_price", "csum:t0.distance", "nn:t0.distance"]
+    # ... plus the hidden count of rows the contribution bounds dropped (one number, sensitivity m·g)
+    assert names == ["rows", "units", "sum:t0.freight_price", "csum:t0.distance", "nn:t0.distance", "dropped"]
     assert q.cost.epsilon == 2.0 and q.cost.rho is None and q.cost.delta == 1e-6
     assert math.fsum(m.cost for m in q.measures) <= 2.0
     assert math.fsum(m.cost for m in q.measures) == pytest.approx(2.0, rel=1e-9)
-    share = 2.0 / len(q.measures)
     for m in q.measures:
+        # the dropped-rows count gets 10 % of ε, the five released measures 18 % each
+        share = 0.2 if m.name == "dropped" else 1.8 / 5
+        assert measure_share(2.0, q.measures, m) == pytest.approx(share)
         # OpenDP's map, not ours, gives each share; and scale = L1 / share up to the calibration nudge.
         laplace = dp.m.make_laplace(
             dp.vector_domain(dp.atom_domain(T="i64")), dp.l1_distance(T="i64"), m.scale
@@ -162,7 +165,7 @@ def test_non_public_keys_need_delta() -> None:
 
 def test_hidden_unit_count_for_k_is_paid_for() -> None:
     q = compile_query("SELECT SUM(distance) FROM trips", SCHEMA, unit_rules(min_group_size=5), epsilon=1.0)
-    assert [m.name for m in q.measures] == ["sum:t0.distance", "units"] and q.measures[1].hidden
+    assert [m.name for m in q.measures] == ["sum:t0.distance", "dropped", "units"] and q.measures[2].hidden
     assert math.fsum(m.cost for m in q.measures) == pytest.approx(1.0)
 
 

@@ -186,3 +186,24 @@ def test_global_query_on_empty_selection(engine: DuckDBEngine) -> None:
     )
     (row,) = release(q, engine.run(q)).rows
     assert row[0] >= 0 and (row[1] is None or 0.0 <= row[1] <= 500.0)
+
+
+def test_release_reports_the_rows_contribution_bounding_dropped(engine: DuckDBEngine) -> None:
+    rules = unit_rules()  # m = 3 rows per (driver, group), g = 2 groups per driver
+    q = compile_query(
+        "SELECT province, COUNT(*) AS n FROM trips GROUP BY province", SCHEMA, rules, epsilon=5.0
+    )
+    exact = engine.run(q)
+    j = [m.kind for m in q.measures].index("dropped")
+    true_dropped = exact.rows[0][1 + j]
+    # every driver has 5-15 trips and keeps at most 6: thousands of rows are dropped, each driver's
+    # counted up to m·g = 6
+    assert 300 * 6 * 0.5 < true_dropped <= 301 * 6 + 6
+    answer = release(q, exact)
+    assert answer.dropped_rows is not None
+    value, cell = answer.dropped_rows
+    assert cell.ci95[0] <= value <= cell.ci95[1] and abs(value - true_dropped) <= 10 * cell.scale
+    body = answer.to_dict()
+    assert body["droppedRows"]["value"] == value and body["intervals"].startswith("ci95 covers")
+    row_level = compile_query("SELECT COUNT(*) AS n FROM trips", SCHEMA, row_rules(), epsilon=1.0)
+    assert release(row_level, engine.run(row_level)).dropped_rows is None  # nothing can be dropped

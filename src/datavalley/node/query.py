@@ -345,7 +345,7 @@ class QueryService:
                 "max_rows_per_unit_and_group": q.rows_per_unit,
                 "groups_per_unit": q.groups_per_unit,
                 "dropped_rows": "rows a unit contributes beyond these bounds are dropped before noise; "
-                "their number depends on the data and is not released",
+                "droppedRows gives their noisy number (each unit's counted up to m·g)",
             },
             "budget_left": u.budget_left,
             "uses_left": u.uses_left,

@@ -9,7 +9,7 @@ adds the noise. The analysis is written out in docs/PRIVATE_SQL.md ("Sensitivity
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
@@ -34,10 +34,11 @@ __all__ = [
     "Mode",
     "PrivacyCost",
     "compile_query",
+    "measure_share",
 ]
 
 #: Goes into every digest: bump it when the rewrite or the noise plan changes meaning.
-ENGINE_VERSION = "datavalley-private-sql/1"
+ENGINE_VERSION = "datavalley-private-sql/2"
 
 #: Fixed-point resolution: a clamped value's largest magnitude maps to about 2^20 integer units, so the
 #: rounding of each value is a millionth of the sensitivity.
@@ -218,6 +219,21 @@ def _check_key_values(col: Col, values: tuple[Any, ...]) -> None:
         )
 
 
+#: Share of a query's budget spent on the count of rows contribution bounding dropped (unit mode); the
+#: rest is split evenly over the released measures.
+DROPPED_SHARE = 0.1
+
+
+def measure_share(budget: float, measures: Sequence[Measure], m: Measure) -> float:
+    """The ε (or ρ) measure ``m`` gets: DROPPED_SHARE for the dropped-rows count, the rest evenly."""
+    dropped = any(x.kind == "dropped" for x in measures)
+    if not dropped:
+        return budget / len(measures)
+    if m.kind == "dropped":
+        return budget * DROPPED_SHARE
+    return budget * (1.0 - DROPPED_SHARE) / (len(measures) - 1)
+
+
 def compile_query(
     sql: str,
     schema: ProductSchema,
@@ -321,6 +337,10 @@ def compile_query(
                 )
             else:
                 output_measures.append((clamped("avg", agg.column),))
+    if dp_on and unit_mode:
+        # Rows the contribution bounds dropped (a single global count, each unit's clipped at m·g):
+        # released with the answer so the consumer knows how much data the bounds left out.
+        need("dropped", "dropped", per_group=m_rows * g, hidden=True)
     units_index: int | None = None
     if thresholding or rules.min_group_size > 1:
         if units_name not in measures:
@@ -331,11 +351,13 @@ def compile_query(
     threshold = None
     if dp_on:
         assert budget is not None and mode != "none"
-        share = budget / len(planned) if planned else 0.0
         noisy = []
         for m in planned:
-            l1 = g_eff * m.per_group
-            l2 = math.sqrt(g_eff) * m.per_group
+            share = measure_share(budget, planned, m)
+            # the dropped-rows count is one number, not a vector over groups
+            reach = 1 if m.kind == "dropped" else g_eff
+            l1 = reach * m.per_group
+            l2 = math.sqrt(reach) * m.per_group
             scale, spent_j = noise.calibrate(mode, l1 if mode == "laplace" else l2, share)
             noisy.append(replace(m, l1=l1, l2=l2, scale=scale, cost=spent_j))
         planned = noisy

@@ -72,6 +72,9 @@ class Released:
     cost: PrivacyCost
     threshold: float | None
     withheld_rows: int = 0
+    #: (noisy count, its noise) of the rows contribution bounding dropped, each unit's clipped at m·g;
+    #: None when nothing can be dropped (row-level units) or without DP.
+    dropped_rows: tuple[int, CellNoise] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form (dates as ISO text, decimals as text, non-finite floats as None)."""
@@ -87,6 +90,13 @@ class Released:
             "cost": self.cost.to_json(),
             "threshold": self.threshold,
             "withheldRows": self.withheld_rows,
+            "droppedRows": None
+            if self.dropped_rows is None
+            else {
+                "value": self.dropped_rows[0],
+                **self.dropped_rows[1].to_dict(),
+                "note": "rows beyond the contribution bounds, noisy; each unit's counted up to m·g rows",
+            },
             "intervals": INTERVALS_NOTE,
         }
 
@@ -132,11 +142,23 @@ def release(q: CompiledQuery, exact: ExactResult, *, max_rows: int | None = None
     values = [found.get(key) or zero for key in groups]
 
     noisy: list[list[Any]] = [[] for _ in groups]
+    dropped: tuple[int, CellNoise] | None = None
     if dp_on:
         assert q.mode != "none"
-        columns = [
-            noise.sample(q.mode, m.scale, [int(v[j] or 0) for v in values]) for j, m in enumerate(q.measures)
-        ]
+        columns = []
+        for j, m in enumerate(q.measures):
+            if m.kind == "dropped":
+                # one global value, repeated in every exact row: noised once
+                total = max((int(row[nkeys + j] or 0) for row in exact.rows), default=0)
+                value = noise.sample(q.mode, m.scale, [total])[0]
+                half = noise.accuracy(q.mode, m.scale, CI_ALPHA)
+                dropped = (
+                    max(0, value),
+                    CellNoise(m.scale, (float(max(0, value - half)), float(value + half))),
+                )
+                columns.append([value] * len(groups))
+                continue
+            columns.append(noise.sample(q.mode, m.scale, [int(v[j] or 0) for v in values]))
         noisy = [[col[i] for col in columns] for i in range(len(groups))]
     else:
         noisy = [list(v) for v in values]
@@ -176,6 +198,7 @@ def release(q: CompiledQuery, exact: ExactResult, *, max_rows: int | None = None
         cost=q.cost,
         threshold=q.threshold,
         withheld_rows=withheld,
+        dropped_rows=dropped,
     )
 
 

@@ -29,9 +29,10 @@ from datavalley.privacy.resolve import Col, sql_type
 
 __all__ = ["CLAMP_META", "Measure", "MeasureKind", "build_exact", "literal"]
 
-MeasureKind = Literal["rows", "units", "nn", "sum", "csum", "avg"]
+MeasureKind = Literal["rows", "units", "nn", "sum", "csum", "avg", "dropped"]
 
 _ROWS, _PAIRS, _BOUNDED = "dv__rows", "dv__pairs", "dv__bounded"
+_DROPS, _DROPSUM = "dv__drops", "dv__dropsum"
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,12 @@ def _relation(plan: QueryPlan, key_filter: Sequence[tuple[Col, tuple[Any, ...]]]
     return args
 
 
+def _kept_pair(ranked: bool, group_limit: int | None) -> exp.Expr:
+    if not ranked:
+        return exp.Boolean(this=True)
+    return exp.LTE(this=_ref("rn"), expression=_int(group_limit or 0))
+
+
 def _select(items: list[exp.Expr], group: list[exp.Expr], **args: Any) -> exp.Select:
     select = exp.Select(expressions=items, **args)
     if group:
@@ -293,6 +300,8 @@ def _unit_mode(
     pairs_cte = _select(pair_items, [_ref("u"), *(_ref(g) for g in keys)], from_=pairs_from)
     # (3) cap each pair at m rows: counts capped, sums rescaled by m / rows (still integers in DOUBLEs).
     bounded_items: list[exp.Expr] = [*(_ref(g) for g in keys), _alias(_cap(_ref("n"), m_rows), "bn")]
+    if any(m.kind == "dropped" for m in measures):
+        bounded_items += [_ref("u"), _ref("n")]
     for i, m in enumerate(measures):
         if m.kind == "nn":
             bounded_items.append(_alias(_cap(_ref(f"c{i}"), m_rows), f"c{i}"))
@@ -317,10 +326,30 @@ def _unit_mode(
         rank = exp.Window(this=exp.RowNumber(), partition_by=[_ref("u")], order=exp.Order(expressions=order))
         bounded_items.append(_alias(rank, "rn"))
     bounded_cte = _select(bounded_items, [], from_=exp.From(this=exp.Table(this=_id(_PAIRS))))
+    ranked = group_limit is not None and bool(keys)
+    drops = next((m for m in measures if m.kind == "dropped"), None)
+    drops_cte = total_cte = None
+    if drops is not None:
+        # (4b) rows the bounds dropped, per unit (pairs beyond g whole, rows beyond m in kept pairs),
+        # clipped per unit at C = m·g, summed over units: one number, joined to every group row.
+        kept = exp.Case(ifs=[exp.If(this=_kept_pair(ranked, group_limit), true=_ref("bn"))], default=_int(0))
+        lost = exp.Sum(this=exp.Sub(this=_ref("n"), expression=kept))
+        drops_cte = _select(
+            [_ref("u"), _alias(_cap(lost, drops.per_group), "du")],
+            [_ref("u")],
+            from_=exp.From(this=exp.Table(this=_id(_BOUNDED))),
+        )
+        total_cte = _select(
+            [_alias(exp.Sum(this=_ref("du")), "dt")], [], from_=exp.From(this=exp.Table(this=_id(_DROPS)))
+        )
     # (5) per group.
     items: list[exp.Expr] = [_ref(g) for g in keys]
     for i, m in enumerate(measures):
         agg: exp.Expr
+        if m.kind == "dropped":
+            # one global value (the same in every group row): the sum over units of their clipped drops
+            items.append(_alias(exp.Max(this=_ref("dt")), f"m{i}"))
+            continue
         if m.kind == "rows":
             agg = exp.Sum(this=_ref("bn"))
         elif m.kind == "units":
@@ -331,12 +360,14 @@ def _unit_mode(
             agg = exp.Sum(this=_ref(f"s{i}"))
         items.append(_alias(agg, f"m{i}"))
     final_args: dict[str, Any] = {"from_": exp.From(this=exp.Table(this=_id(_BOUNDED)))}
-    if group_limit is not None and keys:
-        final_args["where"] = exp.Where(this=exp.LTE(this=_ref("rn"), expression=_int(group_limit)))
+    if total_cte is not None:
+        final_args["joins"] = [exp.Join(this=exp.Table(this=_id(_DROPSUM)), kind="CROSS")]
+    if ranked:
+        final_args["where"] = exp.Where(this=exp.LTE(this=_ref("rn"), expression=_int(group_limit or 0)))
     final = _select(items, [_ref(g) for g in keys], **final_args)
-    ctes = [
-        exp.CTE(this=body, alias=exp.TableAlias(this=_id(name)))
-        for name, body in ((_ROWS, rows_cte), (_PAIRS, pairs_cte), (_BOUNDED, bounded_cte))
-    ]
+    bodies = [(_ROWS, rows_cte), (_PAIRS, pairs_cte), (_BOUNDED, bounded_cte)]
+    if drops_cte is not None and total_cte is not None:
+        bodies += [(_DROPS, drops_cte), (_DROPSUM, total_cte)]
+    ctes = [exp.CTE(this=body, alias=exp.TableAlias(this=_id(name))) for name, body in bodies]
     final.set("with_", exp.With(expressions=ctes))
     return final
