@@ -321,3 +321,16 @@ def test_cli_analyze_takes_reader_options(tmp_path: Path, capsys: pytest.Capture
     assert [c for c, _ in json.loads(out)["schema"]] == ["id", "name"]
     code, _, err = run("resources", "analyze", str(path), "--option", "encoding")
     assert code != 0 and "--option must be KEY=VALUE" in err
+
+
+def test_invalid_ids_pass_through_once_per_row_so_the_report_counts_them(tmp_path: Path) -> None:
+    path = tmp_path / "ids.csv"
+    path.write_text(
+        "phone,fare\nnot-a-phone,1\nnot-a-phone,2\n13800138000,5\n+86 138 0013 8000,7\n,3\n", "utf-8"
+    )
+    fp = _register(tmp_path, "r_ids", str(path))
+    snap = SourceResolver(tmp_path).snapshot("r_ids", fp)
+    aggs = psi_aggregates({"columns": {"fare": [0, 100]}})
+    got = list(AggregatedDataset(snap, "phone", IdKind.PHONE, aggs).records(("fare",)))
+    assert got[0] == ("+8613800138000", (12,))
+    assert sorted(got[1:], key=str) == sorted([("not-a-phone", (None,))] * 2 + [(None, (None,))], key=str)

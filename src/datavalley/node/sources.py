@@ -24,7 +24,6 @@ signal, so it is re-read (one scan) on every use.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import threading
@@ -319,6 +318,13 @@ class AggregatedDataset:
         return tuple(self.aggregates)
 
     def records(self, columns: tuple[str, ...]) -> Iterator[tuple[object, tuple[int | None, ...]]]:
+        """One record per normalised ID with the requested aggregates, then invalid IDs (one per row).
+
+        Two levels, so each distinct raw ID is normalised once: DuckDB aggregates per raw ID, Python
+        normalises the distinct raw IDs, DuckDB combines the partial aggregates per normalised ID
+        (counts and sums add up, minima and maxima combine).
+        """
+        import shutil
         import tempfile
 
         import duckdb
@@ -334,7 +340,16 @@ class AggregatedDataset:
                 field="columns",
             )
         aggs = [self.aggregates[c] for c in columns]
-        value_cols = sorted({a.column for a in aggs if a.column is not None})
+        partial = ["count(*) AS n"]
+        combine = []
+        for i, a in enumerate(aggs):
+            if a.function == "count":
+                partial.append(f"count(*) AS p{i}")
+                combine.append(f"CAST(sum(p{i}) AS HUGEINT)")
+            else:
+                partial.append(f"CAST({a.function}({quote_ident(a.column or '')}) AS HUGEINT) AS p{i}")
+                outer = "sum" if a.function == "sum" else a.function
+                combine.append(f"CAST({outer}(p{i}) AS HUGEINT)")
         scratch = tempfile.mkdtemp(prefix="dv-psi-agg-")
         con = duckdb.connect(
             ":memory:",
@@ -343,58 +358,44 @@ class AggregatedDataset:
         try:
             con.execute(f"SET temp_directory = {quote_literal(scratch)}")
             path = quote_literal(str(self.snapshot.path))
-            picked = ", ".join(
-                [f"CAST({quote_ident(self.id_column)} AS VARCHAR) AS raw"]
-                + [f"{quote_ident(c)} AS v{i}" for i, c in enumerate(value_cols)]
+            raw = f"CAST({quote_ident(self.id_column)} AS VARCHAR)"
+            con.execute(
+                f"CREATE TABLE per_raw AS SELECT {raw} AS raw, {', '.join(partial)} "
+                f"FROM read_parquet({path}) GROUP BY 1"
             )
-            reader = con.sql(f"SELECT {picked} FROM read_parquet({path})").to_arrow_reader(
-                SNAPSHOT_BATCH_ROWS
-            )
-            writer = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False})
-            try:
-                writer.execute(f"SET temp_directory = {quote_literal(scratch)}")
-                created = False
-                for batch in reader:
-                    raws = batch.column(0).to_pylist()
-                    nids: list[str | None] = []
-                    for raw in raws:
-                        try:
-                            nids.append(normalise(self._kind, raw))
-                        except InvalidId:
-                            nids.append(None)
-                    table = pa.Table.from_batches([batch]).append_column("nid", pa.array(nids, pa.string()))
-                    writer.register("dv_batch", table)
-                    if created:
-                        writer.execute("INSERT INTO rows SELECT * FROM dv_batch")
-                    else:
-                        writer.execute("CREATE TABLE rows AS SELECT * FROM dv_batch")
-                        created = True
-                    writer.unregister("dv_batch")
-                if not created:
-                    return
-                exprs = []
-                for a in aggs:
-                    if a.function == "count":
-                        exprs.append("count(*)")
-                    else:
-                        v = f"v{value_cols.index(a.column or '')}"
-                        exprs.append(f"CAST({a.function}({v}) AS HUGEINT)")
-                select = ", ".join(["nid", *exprs])
-                grouped = writer.execute(
-                    f"SELECT {select} FROM rows WHERE nid IS NOT NULL GROUP BY nid ORDER BY nid"
+            reader = con.sql("SELECT raw FROM per_raw").to_arrow_reader(SNAPSHOT_BATCH_ROWS)
+            ids: list[pa.RecordBatch] = []
+            for batch in reader:
+                nids: list[str | None] = []
+                for value in batch.column(0).to_pylist():
+                    try:
+                        nids.append(normalise(self._kind, value))
+                    except InvalidId:
+                        nids.append(None)
+                ids.append(
+                    pa.RecordBatch.from_arrays([batch.column(0), pa.array(nids, pa.string())], ["raw", "nid"])
                 )
-                while chunk := grouped.fetchmany(SNAPSHOT_BATCH_ROWS):
-                    for row in chunk:
-                        yield row[0], tuple(None if v is None else int(v) for v in row[1:])
-                invalid = writer.execute("SELECT raw FROM rows WHERE nid IS NULL")
-                while chunk := invalid.fetchmany(SNAPSHOT_BATCH_ROWS):
-                    for row in chunk:
-                        yield row[0], tuple(None for _ in aggs)
-            finally:
-                writer.close()
+            if not ids:
+                return
+            con.register("dv_ids", pa.Table.from_batches(ids))
+            con.execute("CREATE TABLE ids AS SELECT * FROM dv_ids")
+            con.unregister("dv_ids")
+            select = ", ".join(["ids.nid", *combine])
+            grouped = con.execute(
+                f"SELECT {select} FROM per_raw JOIN ids ON per_raw.raw IS NOT DISTINCT FROM ids.raw "
+                "WHERE ids.nid IS NOT NULL GROUP BY ids.nid ORDER BY ids.nid"
+            )
+            while chunk := grouped.fetchmany(SNAPSHOT_BATCH_ROWS):
+                for row in chunk:
+                    yield row[0], tuple(None if v is None else int(v) for v in row[1:])
+            invalid = con.execute(
+                "SELECT per_raw.raw, per_raw.n FROM per_raw JOIN ids ON per_raw.raw IS NOT DISTINCT FROM "
+                "ids.raw WHERE ids.nid IS NULL"
+            )
+            while chunk := invalid.fetchmany(SNAPSHOT_BATCH_ROWS):
+                for value, n in chunk:
+                    for _ in range(int(n)):
+                        yield value, tuple(None for _ in aggs)
         finally:
             con.close()
-            with contextlib.suppress(OSError):
-                import shutil
-
-                shutil.rmtree(scratch, ignore_errors=True)
+            shutil.rmtree(scratch, ignore_errors=True)
