@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from datavalley.api.deps import Caller, exchange_of, mutate, render
+from datavalley.api.deps import Caller, Document, exchange_of, mutate, render
 from datavalley.compute import jobs, pools, topology
 from datavalley.identity.model import Principal
 
@@ -65,7 +65,7 @@ def get_topology(caller: Principal = Caller) -> Any:
     return topology.as_json()
 
 
-@router.post("/compute/pools", status_code=201)
+@router.post("/compute/pools", status_code=201, response_model=Document)
 def register_pool(body: NewPool, request: Request, caller: Principal = Caller) -> JSONResponse:
     data = body.model_dump(mode="json")
     return mutate(request, caller, pools.register_pool, body=data, status=201, **data)
@@ -89,7 +89,7 @@ def get_pool(pool_id: str, request: Request, caller: Principal = Caller) -> Any:
     return render(exchange_of(request).read(caller, pools.get_pool, pool_id))
 
 
-@router.post("/compute/jobs", status_code=201)
+@router.post("/compute/jobs", status_code=201, response_model=Document)
 def submit_job(body: NewJob, request: Request, caller: Principal = Caller) -> JSONResponse:
     data = body.model_dump(mode="json")
     return mutate(request, caller, jobs.submit_job, body=data, status=201, **data)
@@ -137,7 +137,7 @@ def run_job(job_id: str, body: RunJob, request: Request, caller: Principal = Cal
     return runner.run(caller, job_id, engine=body.engine)
 
 
-@router.post("/compute/rounds")
+@router.post("/compute/rounds", response_model=Document)
 def placement_round(request: Request, caller: Principal = Caller) -> JSONResponse:
     """The operator places every waiting job in one round."""
     return mutate(request, caller, jobs.schedule_jobs, shape=lambda v: v)

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from datavalley.api.deps import Caller, exchange_of, mutate, render
+from datavalley.api.deps import Caller, Document, exchange_of, mutate, render
 from datavalley.crossborder import documents, rules, service
 from datavalley.identity.model import Principal
 
@@ -149,7 +149,7 @@ def revoke_record(record_id: str, body: ReasonBody, request: Request, caller: Pr
     )
 
 
-@router.post("/contracts/{contract_id}/transfers")
+@router.post("/contracts/{contract_id}/transfers", response_model=Document)
 def request_transfer(
     contract_id: str, body: TransferBody, request: Request, caller: Principal = Caller
 ) -> JSONResponse:
@@ -181,7 +181,7 @@ def register(
     )
 
 
-@router.get("/register.csv")
+@router.get("/register.csv", responses={200: {"content": {"text/csv": {}}, "description": "CSV"}})
 def register_csv(request: Request, caller: Principal = Caller, exporter_id: str | None = None) -> Response:
     text = exchange_of(request).read(caller, service.register_csv, exporter_id=exporter_id)
     return Response(text, media_type="text/csv; charset=utf-8")

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
-from datavalley.api.deps import Caller, exchange_of, mutate, render
+from datavalley.api.deps import Caller, Document, exchange_of, mutate, render
 from datavalley.delivery import service
 from datavalley.delivery.server import PREFIX, DeliveryNode, page
 from datavalley.errors import (
@@ -32,6 +32,13 @@ sharing = APIRouter(prefix=PREFIX, tags=["delta-sharing"])
 router = APIRouter(prefix="/v1/delivery", tags=["delivery"])
 
 NDJSON = "application/x-ndjson; charset=utf-8"
+
+# OpenAPI for the protocol's routes: the Delta Sharing bearer (a sharing token) and its media types.
+_BEARER: dict[str, Any] = {"security": [{"HTTPBearer": []}]}
+_JSON = {200: {"content": {"application/json": {"schema": {"type": "object"}}}, "description": "JSON"}}
+_NDJSON = {200: {"content": {"application/x-ndjson": {}}, "description": "NDJSON (Delta Sharing)"}}
+_EMPTY = {200: {"content": {"text/plain": {}}, "description": "no body; Delta-Table-Version header"}}
+_FILE = {200: {"content": {"application/octet-stream": {}}, "description": "a Parquet file"}}
 MAX_TRACE_BYTES = 512 * 1024 * 1024
 
 
@@ -82,7 +89,7 @@ def _ndjson(version: int, lines: list[dict[str, Any]], extra: dict[str, str] | N
     return Response(body, media_type=NDJSON, headers=headers)
 
 
-@sharing.get("/shares")
+@sharing.get("/shares", responses=_JSON, openapi_extra=_BEARER)
 def list_shares(request: Request, maxResults: str | None = None, pageToken: str | None = None) -> Response:
     def run(node: DeliveryNode, grant: Any) -> Response:
         items = [{"name": node.share_name(grant), "id": grant.contract_id}]
@@ -91,7 +98,7 @@ def list_shares(request: Request, maxResults: str | None = None, pageToken: str 
     return _guard(request, run)
 
 
-@sharing.get("/shares/{share}")
+@sharing.get("/shares/{share}", responses=_JSON, openapi_extra=_BEARER)
 def get_share(request: Request, share: str) -> Response:
     def run(node: DeliveryNode, grant: Any) -> Response:
         node.check_share(grant, share)
@@ -100,7 +107,7 @@ def get_share(request: Request, share: str) -> Response:
     return _guard(request, run)
 
 
-@sharing.get("/shares/{share}/schemas")
+@sharing.get("/shares/{share}/schemas", responses=_JSON, openapi_extra=_BEARER)
 def list_schemas(
     request: Request, share: str, maxResults: str | None = None, pageToken: str | None = None
 ) -> Response:
@@ -125,7 +132,7 @@ def _table_items(node: DeliveryNode, grant: Any) -> list[dict[str, Any]]:
     ]
 
 
-@sharing.get("/shares/{share}/schemas/{schema}/tables")
+@sharing.get("/shares/{share}/schemas/{schema}/tables", responses=_JSON, openapi_extra=_BEARER)
 def list_tables(
     request: Request,
     share: str,
@@ -140,7 +147,7 @@ def list_tables(
     return _guard(request, run)
 
 
-@sharing.get("/shares/{share}/all-tables")
+@sharing.get("/shares/{share}/all-tables", responses=_JSON, openapi_extra=_BEARER)
 def list_all_tables(
     request: Request, share: str, maxResults: str | None = None, pageToken: str | None = None
 ) -> Response:
@@ -165,7 +172,9 @@ def _version_response(
     return _guard(request, run)
 
 
-@sharing.get("/shares/{share}/schemas/{schema}/tables/{table}/version")
+@sharing.get(
+    "/shares/{share}/schemas/{schema}/tables/{table}/version", responses=_EMPTY, openapi_extra=_BEARER
+)
 def table_version(
     request: Request,
     share: str,
@@ -176,12 +185,14 @@ def table_version(
     return _version_response(request, share, schema, table, startingTimestamp)
 
 
-@sharing.head("/shares/{share}/schemas/{schema}/tables/{table}")
+@sharing.head("/shares/{share}/schemas/{schema}/tables/{table}", responses=_EMPTY, openapi_extra=_BEARER)
 def table_version_head(request: Request, share: str, schema: str, table: str) -> Response:
     return _version_response(request, share, schema, table, None)
 
 
-@sharing.get("/shares/{share}/schemas/{schema}/tables/{table}/metadata")
+@sharing.get(
+    "/shares/{share}/schemas/{schema}/tables/{table}/metadata", responses=_NDJSON, openapi_extra=_BEARER
+)
 def table_metadata(request: Request, share: str, schema: str, table: str) -> Response:
     def run(node: DeliveryNode, grant: Any) -> Response:
         version, lines = node.metadata(grant, share, schema, table)
@@ -190,7 +201,9 @@ def table_metadata(request: Request, share: str, schema: str, table: str) -> Res
     return _guard(request, run)
 
 
-@sharing.post("/shares/{share}/schemas/{schema}/tables/{table}/query")
+@sharing.post(
+    "/shares/{share}/schemas/{schema}/tables/{table}/query", responses=_NDJSON, openapi_extra=_BEARER
+)
 async def table_query(request: Request, share: str, schema: str, table: str) -> Response:
     raw = await request.body()
     try:
@@ -220,7 +233,9 @@ def _served(served: Any) -> Response:
     return _ndjson(served.version, served.lines, extra)
 
 
-@sharing.get("/shares/{share}/schemas/{schema}/tables/{table}/changes")
+@sharing.get(
+    "/shares/{share}/schemas/{schema}/tables/{table}/changes", responses=_NDJSON, openapi_extra=_BEARER
+)
 def table_changes(request: Request, share: str, schema: str, table: str) -> Response:
     params = dict(request.query_params)
     base = _base(request)
@@ -239,7 +254,7 @@ def _file(request: Request, entry: str, name: str, exp: str, tok: str, sig: str)
     return FileResponse(path, media_type="application/octet-stream")
 
 
-@sharing.get("/files/{entry}/{name}")
+@sharing.get("/files/{entry}/{name}", responses=_FILE)
 def get_file(
     request: Request, entry: str, name: str, exp: str = "", tok: str = "", sig: str = ""
 ) -> Response:
@@ -248,7 +263,7 @@ def get_file(
     return _file(request, entry, name, exp, tok, sig)
 
 
-@sharing.head("/files/{entry}/{name}")
+@sharing.head("/files/{entry}/{name}", responses=_FILE)
 def head_file(
     request: Request, entry: str, name: str, exp: str = "", tok: str = "", sig: str = ""
 ) -> Response:
@@ -269,7 +284,7 @@ def _profile(request: Request, issued: Any, endpoint: str | None) -> dict[str, A
     }
 
 
-@router.post("/contracts/{contract_id}/tokens", status_code=201)
+@router.post("/contracts/{contract_id}/tokens", status_code=201, response_model=Document)
 async def issue_token(request: Request, contract_id: str, caller: Principal = Caller) -> JSONResponse:
     """A new sharing token for a recipient of the contract, with its Delta Sharing profile (shown once)."""
     raw = await request.body()
@@ -327,14 +342,14 @@ def list_recipients(request: Request, contract_id: str, caller: Principal = Call
     return {"items": [render(i) for i in items]}
 
 
-@router.post("/contracts/{contract_id}/recipients/{recipient}/revoke")
+@router.post("/contracts/{contract_id}/recipients/{recipient}/revoke", response_model=Document)
 def revoke_recipient(
     request: Request, contract_id: str, recipient: str, caller: Principal = Caller
 ) -> JSONResponse:
     return mutate(request, caller, service.revoke_recipient, contract_id, recipient=recipient)
 
 
-@router.post("/tokens/{token_id}/revoke")
+@router.post("/tokens/{token_id}/revoke", response_model=Document)
 def revoke_token(request: Request, token_id: str, caller: Principal = Caller) -> JSONResponse:
     def shape(t: Any) -> dict[str, Any]:
         return {"token_id": t.id, "contract_id": t.contract_id, "recipient_id": t.recipient_id}

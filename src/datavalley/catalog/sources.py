@@ -528,6 +528,8 @@ _NESTED_IDS = frozenset({"struct", "list", "array", "map", "union"})
 
 def _read_xlsx(source: Source) -> pa.Table:
     """The first sheet (or ``sheet=``) of an .xlsx workbook: first row = header, one column per cell."""
+    import pyarrow as pa  # the optional `databases` extra: imported only when a source needs it
+
     try:
         from python_calamine import CalamineError, CalamineWorkbook
     except ImportError:  # pragma: no cover - the "sources" extra
@@ -567,6 +569,8 @@ def _read_xlsx(source: Source) -> pa.Table:
 
 
 def _xlsx_column(values: list[Any]) -> pa.Array:
+    import pyarrow as pa  # the optional `databases` extra: imported only when a source needs it
+
     present = [v for v in values if v is not None]
     # Excel stores every number as a double: a column of integral numbers is an integer column.
     if present and all(isinstance(v, float) and v.is_integer() and abs(v) < 2**53 for v in present):
@@ -585,6 +589,7 @@ def _cell_text(value: Any) -> str:
 
 
 def _copy_arrow(conn: SourceConnection, table: pa.Table) -> None:
+
     con = conn.connection
     con.register("dv_arrow", table)
     try:
