@@ -100,6 +100,7 @@ def list_pools(ctx: typer.Context, cluster: str | None = typer.Option(None)) -> 
 
 @pools_app.command("show")
 def show(ctx: typer.Context, pool_id: str) -> None:
+    """One pool: cluster, capacity, PUE, green share, price and availability."""
     st = state(ctx)
     _print(st, st.client().request("GET", f"/v1/compute/pools/{pool_id}").json())
 
@@ -181,6 +182,7 @@ def submit(
 
 @jobs_app.command("status")
 def status(ctx: typer.Context, job_id: str) -> None:
+    """A job's state, placement, start time, metered core-hours, energy and emissions."""
     st = state(ctx)
     j = st.client().request("GET", f"/v1/compute/jobs/{job_id}").json()
     if st.as_json:
@@ -245,6 +247,7 @@ def run(
 
 @jobs_app.command("list")
 def list_jobs(ctx: typer.Context, status: str | None = typer.Option(None)) -> None:
+    """Your jobs (all jobs for the operator)."""
     st = state(ctx)
     data = st.client().request("GET", "/v1/compute/jobs", params={"status": status, "limit": 200}).json()
     if st.as_json:

@@ -78,6 +78,21 @@ HELP: dict[str, str] = {
     "refund": "Refund to the consumer, in fen.",
     "penalty": "Penalty paid by the provider, in fen.",
     "terminate_contract": "Also terminate the contract.",
+    # cross-border
+    "record_id": "Cross-border record ID.",
+    "year": "Calendar year (Beijing time; default: this year).",
+    "within_days": "Approvals expiring within this many days.",
+    "pdf": "PDF instead of JSON.",
+    # compute
+    "pool_id": "Compute pool ID.",
+    "job_id": "Compute job ID.",
+    "cluster": "Only pools in this data-centre cluster (see `pools topology`).",
+    "cores": "CPU cores.",
+    "memory_gb": "Memory in GiB.",
+    "gpus": "GPUs (recorded, not scheduled yet).",
+    "host": "Interface to listen on.",
+    "port": "Port to listen on.",
+    "epsilon": "Privacy budget ε this query spends.",
 }
 
 
