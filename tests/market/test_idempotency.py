@@ -175,3 +175,56 @@ def test_oversized_integers_are_404_as_ids_and_422_in_bodies(world: World, insur
         r = http.post("/v1/payments/deposits", content=body, headers={"content-type": "application/json"})
         assert r.status_code == 422 and "64-bit" in r.json()["message"], r.text
     assert insurer.client.payments() == before
+
+
+def test_a_repeat_waits_for_the_first_request_and_replays_it_or_is_told_to_retry(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first request holds its key for as long as it runs; a repeat waits and replays its answer.
+    On PostgreSQL a repeat that would wait longer than the bound is a 409 with a retry hint."""
+    import time
+
+    from datavalley import exchange as exchange_module
+    from datavalley.errors import Conflict
+    from datavalley.exchange import Context, Idempotency
+
+    ex = world.exchange
+    principal = ex.authenticate(world.operator_token)
+    calls: list[str] = []
+
+    def slow(ctx: Context, hold: float) -> dict[str, Any]:
+        calls.append("ran")
+        ctx.emit("test.slow", [], {"hold": hold})
+        time.sleep(hold)
+        return {"ran": len(calls)}
+
+    def run(key: str, hold: float, out: list[Any]) -> None:
+        try:
+            idem = Idempotency.of(key, "POST", "/test", {"x": 1})
+            out.append(ex.run(principal, slow, hold, render=lambda v: v, idempotency=idem))
+        except Exception as exc:
+            out.append(exc)
+
+    first: list[Any] = []
+    second: list[Any] = []
+    a = threading.Thread(target=run, args=("k-wait", 1.0, first))
+    a.start()
+    time.sleep(0.3)
+    run("k-wait", 0.0, second)
+    a.join(30)
+    assert calls == ["ran"]  # the repeat never ran the use case
+    assert not first[0].replayed and second[0].replayed and second[0].body == first[0].body == {"ran": 1}
+    if ex.engine.dialect.name != "postgresql":
+        return  # SQLite serialises writers at BEGIN IMMEDIATE: a repeat always waits for the answer
+    monkeypatch.setattr(exchange_module, "IDEMPOTENCY_WAIT_MS", 200)
+    first.clear()
+    second.clear()
+    a = threading.Thread(target=run, args=("k-busy", 2.0, first))
+    a.start()
+    time.sleep(0.3)
+    run("k-busy", 0.0, second)
+    a.join(30)
+    assert isinstance(second[0], Conflict) and second[0].details["retry_after"] == 1
+    assert "still in progress" in second[0].message and calls == ["ran", "ran"]
+    run("k-busy", 0.0, second)  # once the first has committed, the retry replays its answer
+    assert second[1].replayed and second[1].body == first[0].body

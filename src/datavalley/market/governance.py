@@ -411,15 +411,23 @@ def end_contracts_on_rights(ctx: Context, right_ids: list[str], *, reason: str) 
     if not holders:
         return []
     revoked = set(right_ids)
-    candidates = ctx.session.scalars(
+    live = select(ContractRow.id, ContractRow.right_ids).where(
+        ContractRow.consumer_id.in_(sorted(holders)), ContractRow.state.in_(list(_LIVE_STATES))
+    )
+    hits = sorted(cid for cid, rights in ctx.session.execute(live) if revoked.intersection(rights))
+    if not hits:
+        return []
+    locked = ctx.session.scalars(  # only the contracts concerned, in ID order
         select(ContractRow)
-        .where(ContractRow.consumer_id.in_(sorted(holders)), ContractRow.state.in_(list(_LIVE_STATES)))
+        .where(ContractRow.id.in_(hits))
         .order_by(ContractRow.id)
         .with_for_update()
         .execution_options(populate_existing=True)
     )
     ended = []
-    for row in list(candidates):
+    for row in list(locked):
+        if row.state not in _LIVE_STATES:
+            continue
         hit = sorted(revoked.intersection(row.right_ids))
         if not hit or row.termination_reason is not None:
             continue

@@ -49,8 +49,9 @@ certificate's own ``issuer.verifier_key``, which proves nothing against a forger
    (``valid_until`` compared as an instant with ``validity.until``); every right is held by the holder;
 5. ``validity.from`` is not after ``validity.until``.
 
-Whether the certificate is still in force (validity against today's date, later cancellation or
-revocation on the ledger) is a separate question that a signed document cannot answer on its own.
+Whether the certificate is still in force (validity against today's date, a later change, transfer,
+cancellation or revocation on the ledger) is a separate question that a signed document cannot answer on
+its own: the exchange's signed status answers it online (:mod:`datavalley.rights.cert_status`).
 """
 
 from __future__ import annotations
@@ -732,7 +733,10 @@ def render_html(cert: dict[str, Any]) -> str:
         "本页面仅为展示，不构成证明。请使用证书 JSON 文件离线验证交易所签名与账本收据："
         "<br>This page is a rendering, not the proof. Verify the certificate's JSON file offline "
         "(exchange signature and ledger receipt), pinning the exchange key you trust:<br>"
-        "<code>datavalley cert verify FILE --verifier-key KEY</code></div>"
+        "<code>datavalley cert verify FILE --verifier-key KEY</code><br>"
+        "离线验证证明登记事实，不证明当前状态；当前状态请加 <code>--online</code>。"
+        "<br>The offline check proves the registration, not its current status "
+        "(valid, superseded, cancelled or revoked): add <code>--online</code>.</div>"
     )
     title = f"数据资源登记证书 / Data Resource Registration Certificate — {_e(res['name'])}"
     return (
