@@ -325,6 +325,14 @@ def test_revocation_stops_reads(deployment: Deployment) -> None:
     with pytest.raises(HTTPError):
         delta_sharing.load_as_pandas(table_url(first, dep.contract.id, dep.product_id), limit=1)
     assert len(delta_sharing.load_as_pandas(table_url(second, dep.contract.id, dep.product_id), limit=1)) == 1
+    # a terminated contract stops every recipient's reads at once
+    bank = profile_json(dep.tmp / "bank.share")["bearerToken"]
+    share, schema = dep.capped.id.lower(), dep.product_id.lower()
+    meta = f"{dep.url}/delta-sharing/shares/{share}/schemas/{schema}/tables/freight_trips/metadata"
+    assert httpx.get(meta, headers={"Authorization": f"Bearer {bank}"}).status_code == 200
+    dep.logistics.client.contract_action(dep.capped.id, "terminate", {"reason": "breach"})
+    refused = httpx.get(meta, headers={"Authorization": f"Bearer {bank}"})
+    assert refused.status_code == 403 and refused.json()["errorCode"] == "PERMISSION_DENIED"
 
 
 def test_leaks_are_traced_to_the_recipient(deployment: Deployment, analyst: Path, full: pd.DataFrame) -> None:
