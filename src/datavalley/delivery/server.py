@@ -361,25 +361,47 @@ class DeliveryNode:
         return con
 
     def _write(self, entry_dir: Path, prefix: str, sql: str, con: Any) -> list[DataFile]:
+        """Stream the query's result into Parquet files of ``file_rows()`` rows (memory: one file's rows)."""
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = con.sql(sql).to_arrow_table()
         tmp = entry_dir.with_name(entry_dir.name + f".{uuid.uuid4().hex}.tmp")
         tmp.mkdir(parents=True, mode=0o700)
-        files = []
+        files: list[DataFile] = []
         step = file_rows()
-        for i, start in enumerate(range(0, table.num_rows, step)):
-            part = table.slice(start, step)
-            name = f"{prefix}-{i:05d}.parquet"
+        pending: list[Any] = []
+        held = 0
+
+        def flush() -> None:
+            nonlocal pending, held
+            part = pa.Table.from_batches(pending)
+            name = f"{prefix}-{len(files):05d}.parquet"
             pq.write_table(part, tmp / name, compression="snappy")
             size = (tmp / name).stat().st_size
             fid = hashlib.sha256(f"{entry_dir.name}/{name}".encode()).hexdigest()[:32]
             files.append(DataFile(entry_dir.name, name, fid, size, part.num_rows, _stats(part)))
-        manifest = {"files": [f.__dict__ for f in files]}
-        (tmp / "manifest.json").write_text(json.dumps(manifest), "utf-8")
+            pending, held = [], 0
+
+        try:
+            reader = con.sql(sql).to_arrow_reader(batch_size=65_536)
+            for batch in reader:
+                while batch.num_rows:
+                    take = min(step - held, batch.num_rows)
+                    pending.append(batch.slice(0, take))
+                    held += take
+                    batch = batch.slice(take)
+                    if held == step:
+                        flush()
+            if held:
+                flush()
+            manifest = {"files": [f.__dict__ for f in files]}
+            (tmp / "manifest.json").write_text(json.dumps(manifest), "utf-8")
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         try:
             os.replace(tmp, entry_dir)
-        except OSError:  # another thread finished first: keep theirs
+        except OSError:  # another process finished first: keep theirs
             shutil.rmtree(tmp, ignore_errors=True)
         return self._manifest(entry_dir)
 
