@@ -51,6 +51,7 @@ from datavalley.rights.registration import get_resource, version_history
 
 PREFIX = "/delta-sharing"
 TABLES_TTL_S = 10.0
+TOKEN_CHECK_S = 1.0
 URL_TTL = timedelta(minutes=10)
 MAX_URL_TTL = timedelta(minutes=15)
 ENTRY = re.compile(r"[0-9a-f]{64}")
@@ -196,6 +197,7 @@ class DeliveryNode:
         # policy work is done once per (recipient, table, data version); remember where its files are
         self._prepared: dict[tuple[str, ...], tuple[TablePlan, list[DataFile]]] = {}
         self._tables: dict[str, tuple[float, list[TableRef]]] = {}
+        self._live: dict[str, float] = {}
 
     # --- identity and names -----------------------------------------------------------------------
 
@@ -534,7 +536,22 @@ class DeliveryNode:
         path = self.root / "cache" / entry / name
         if not path.is_file():
             raise NotFound("no such file")
+        if not self._token_live(tok):
+            raise Forbidden("the delivery token behind this URL was revoked or its contract ended")
         return path
+
+    def _token_live(self, token_id: str) -> bool:
+        """Token status for file requests, remembered for :data:`TOKEN_CHECK_S` (a reader sends many)."""
+        now = time.monotonic()
+        hit = self._live.get(token_id)
+        if hit is not None and now - hit < TOKEN_CHECK_S:
+            return True
+        ok = self.exchange.read(SYSTEM, service.token_live, token_id)
+        if ok:
+            self._live[token_id] = now
+        else:
+            self._live.pop(token_id, None)
+        return ok
 
     def _meter(
         self, grant: Grant, ref: TableRef, version: int, files: list[DataFile], request: dict[str, Any]
