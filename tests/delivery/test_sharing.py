@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -304,7 +305,18 @@ def test_revocation_stops_reads(deployment: Deployment) -> None:
     prof = dep.profile(dep.contract.id, dep.insurer.token, "temp", dep.tmp / "temp.share")
     url = table_url(prof, dep.contract.id, dep.product_id)
     assert len(delta_sharing.load_as_pandas(url, limit=3)) == 3
+    token = profile_json(prof)["bearerToken"]
+    share, schema = dep.contract.id.lower(), dep.product_id.lower()
+    resp = httpx.post(
+        f"{dep.url}/delta-sharing/shares/{share}/schemas/{schema}/tables/freight_trips/query",
+        json={"limitHint": 1},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    handed_out = json.loads(resp.text.splitlines()[2])["file"]["url"]
+    assert httpx.head(handed_out).status_code == 200
     assert cli(dep, dep.insurer.token, "delivery", "revoke", dep.contract.id, "--recipient", "temp") == 0
+    time.sleep(1.1)  # the node remembers a token's good standing for one second
+    assert httpx.get(handed_out).status_code == 403  # URLs already handed out stop too
     with pytest.raises(HTTPError) as info:
         delta_sharing.load_as_pandas(url, limit=3)
     assert info.value.response.status_code == 401
@@ -325,6 +337,14 @@ def test_revocation_stops_reads(deployment: Deployment) -> None:
     with pytest.raises(HTTPError):
         delta_sharing.load_as_pandas(table_url(first, dep.contract.id, dep.product_id), limit=1)
     assert len(delta_sharing.load_as_pandas(table_url(second, dep.contract.id, dep.product_id), limit=1)) == 1
+    # a terminated contract stops every recipient's reads at once
+    bank = profile_json(dep.tmp / "bank.share")["bearerToken"]
+    share, schema = dep.capped.id.lower(), dep.product_id.lower()
+    meta = f"{dep.url}/delta-sharing/shares/{share}/schemas/{schema}/tables/freight_trips/metadata"
+    assert httpx.get(meta, headers={"Authorization": f"Bearer {bank}"}).status_code == 200
+    dep.logistics.client.contract_action(dep.capped.id, "terminate", {"reason": "breach"})
+    refused = httpx.get(meta, headers={"Authorization": f"Bearer {bank}"})
+    assert refused.status_code == 403 and refused.json()["errorCode"] == "PERMISSION_DENIED"
 
 
 def test_leaks_are_traced_to_the_recipient(deployment: Deployment, analyst: Path, full: pd.DataFrame) -> None:

@@ -51,6 +51,7 @@ from datavalley.rights.registration import get_resource, version_history
 
 PREFIX = "/delta-sharing"
 TABLES_TTL_S = 10.0
+TOKEN_CHECK_S = 1.0
 URL_TTL = timedelta(minutes=10)
 MAX_URL_TTL = timedelta(minutes=15)
 ENTRY = re.compile(r"[0-9a-f]{64}")
@@ -196,6 +197,7 @@ class DeliveryNode:
         # policy work is done once per (recipient, table, data version); remember where its files are
         self._prepared: dict[tuple[str, ...], tuple[TablePlan, list[DataFile]]] = {}
         self._tables: dict[str, tuple[float, list[TableRef]]] = {}
+        self._live: dict[str, float] = {}
 
     # --- identity and names -----------------------------------------------------------------------
 
@@ -361,25 +363,47 @@ class DeliveryNode:
         return con
 
     def _write(self, entry_dir: Path, prefix: str, sql: str, con: Any) -> list[DataFile]:
+        """Stream the query's result into Parquet files of ``file_rows()`` rows (memory: one file's rows)."""
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = con.sql(sql).to_arrow_table()
         tmp = entry_dir.with_name(entry_dir.name + f".{uuid.uuid4().hex}.tmp")
         tmp.mkdir(parents=True, mode=0o700)
-        files = []
+        files: list[DataFile] = []
         step = file_rows()
-        for i, start in enumerate(range(0, table.num_rows, step)):
-            part = table.slice(start, step)
-            name = f"{prefix}-{i:05d}.parquet"
+        pending: list[Any] = []
+        held = 0
+
+        def flush() -> None:
+            nonlocal pending, held
+            part = pa.Table.from_batches(pending)
+            name = f"{prefix}-{len(files):05d}.parquet"
             pq.write_table(part, tmp / name, compression="snappy")
             size = (tmp / name).stat().st_size
             fid = hashlib.sha256(f"{entry_dir.name}/{name}".encode()).hexdigest()[:32]
             files.append(DataFile(entry_dir.name, name, fid, size, part.num_rows, _stats(part)))
-        manifest = {"files": [f.__dict__ for f in files]}
-        (tmp / "manifest.json").write_text(json.dumps(manifest), "utf-8")
+            pending, held = [], 0
+
+        try:
+            reader = con.sql(sql).to_arrow_reader(batch_size=65_536)
+            for batch in reader:
+                while batch.num_rows:
+                    take = min(step - held, batch.num_rows)
+                    pending.append(batch.slice(0, take))
+                    held += take
+                    batch = batch.slice(take)
+                    if held == step:
+                        flush()
+            if held:
+                flush()
+            manifest = {"files": [f.__dict__ for f in files]}
+            (tmp / "manifest.json").write_text(json.dumps(manifest), "utf-8")
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         try:
             os.replace(tmp, entry_dir)
-        except OSError:  # another thread finished first: keep theirs
+        except OSError:  # another process finished first: keep theirs
             shutil.rmtree(tmp, ignore_errors=True)
         return self._manifest(entry_dir)
 
@@ -512,7 +536,22 @@ class DeliveryNode:
         path = self.root / "cache" / entry / name
         if not path.is_file():
             raise NotFound("no such file")
+        if not self._token_live(tok):
+            raise Forbidden("the delivery token behind this URL was revoked or its contract ended")
         return path
+
+    def _token_live(self, token_id: str) -> bool:
+        """Token status for file requests, remembered for :data:`TOKEN_CHECK_S` (a reader sends many)."""
+        now = time.monotonic()
+        hit = self._live.get(token_id)
+        if hit is not None and now - hit < TOKEN_CHECK_S:
+            return True
+        ok = self.exchange.read(SYSTEM, service.token_live, token_id)
+        if ok:
+            self._live[token_id] = now
+        else:
+            self._live.pop(token_id, None)
+        return ok
 
     def _meter(
         self, grant: Grant, ref: TableRef, version: int, files: list[DataFile], request: dict[str, Any]

@@ -221,6 +221,23 @@ def resolve_token(ctx: Context, secret: str | None) -> Grant:
     return Grant(tok.id, rec.id, row.id, row.product_id, row.provider_id, row.consumer_id, tok.expires_at)
 
 
+def token_live(ctx: Context, token_id: str) -> bool:
+    """Is sharing token ``token_id`` still usable (not revoked or expired, recipient active, contract live)?
+    The node asks this before serving a file, so a revocation also stops URLs already handed out."""
+    tok = ctx.session.get(SharingTokenRow, token_id)
+    if tok is None or tok.revoked_at is not None or tok.expires_at <= ctx.now:
+        return False
+    rec = ctx.session.get(RecipientRow, tok.recipient_id)
+    row = ctx.session.get(ContractRow, tok.contract_id)
+    return (
+        rec is not None
+        and rec.revoked_at is None
+        and row is not None
+        and row.state == ContractState.FINALIZED
+        and not row.suspended
+    )
+
+
 def record_read(
     ctx: Context,
     grant: Grant,
