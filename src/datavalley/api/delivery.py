@@ -35,10 +35,18 @@ NDJSON = "application/x-ndjson; charset=utf-8"
 
 # OpenAPI for the protocol's routes: the Delta Sharing bearer (a sharing token) and its media types.
 _BEARER: dict[str, Any] = {"security": [{"HTTPBearer": []}]}
-_JSON = {200: {"content": {"application/json": {"schema": {"type": "object"}}}, "description": "JSON"}}
-_NDJSON = {200: {"content": {"application/x-ndjson": {}}, "description": "NDJSON (Delta Sharing)"}}
-_EMPTY = {200: {"content": {"text/plain": {}}, "description": "no body; Delta-Table-Version header"}}
-_FILE = {200: {"content": {"application/octet-stream": {}}, "description": "a Parquet file"}}
+_JSON: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {"schema": {"type": "object"}}}, "description": "JSON"}
+}
+_NDJSON: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/x-ndjson": {}}, "description": "NDJSON (Delta Sharing)"}
+}
+_EMPTY: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/plain": {}}, "description": "no body; Delta-Table-Version header"}
+}
+_FILE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/octet-stream": {}}, "description": "a Parquet file"}
+}
 MAX_TRACE_BYTES = 512 * 1024 * 1024
 
 
