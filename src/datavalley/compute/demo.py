@@ -11,6 +11,13 @@ from rich.table import Table
 from datavalley.client import Client
 
 
+def _step() -> int:
+    """The next step number of the demo's story (numbered in the order told)."""
+    from datavalley.demo import n
+
+    return n()
+
+
 def compute_act(console: Console, op: Client, people: dict[str, Any], product_id: str) -> dict[str, Any]:
     from datavalley.market.settlement import yuan
 
@@ -68,7 +75,8 @@ def compute_act(console: Console, op: Client, people: dict[str, Any], product_id
     people["logistics"].client.sign_agreement(data.id, people["logistics"].key)
     insurer.client.sign_agreement(data.id, insurer.key)
     console.print(
-        "14. The insurer buys up to 10 core-hours on each pool (escrowed like any contract) and a second "
+        f"{_step()}. "
+        "The insurer buys up to 10 core-hours on each pool (escrowed like any contract) and a second "
         "analytics contract; it submits its private SQL as a job (interactive: start now, ≤ 10 ms)."
     )
     sql = "SELECT dest_province, COUNT(*) AS trips FROM trips GROUP BY dest_province"
@@ -102,7 +110,8 @@ def compute_act(console: Console, op: Client, people: dict[str, Any], product_id
     out = insurer.client.request("POST", f"/v1/compute/jobs/{job['id']}/run", json={}).json()
     done = out["job"]
     console.print(
-        f"15. The pool's worker process ({out['pool']['engine']} with its own core limit and work directory) "
+        f"{_step()}. "
+        f"The pool's worker process ({out['pool']['engine']} with its own core limit and work directory) "
         f"computed the exact aggregates; the node noised them and released {len(out['result']['rows'])} rows."
     )
     stmt = insurer.client.get("/v1/compute/statement")

@@ -30,6 +30,13 @@ from datavalley.errors import PolicyViolation
 MEMBERS = 110_000
 
 
+def _step() -> int:
+    """The next step number of the demo's story (numbered in the order told)."""
+    from datavalley.demo import n
+
+    return n()
+
+
 def write_members(path: Path, rows: int, seed: int = 11) -> Path:
     """A retailer's member list: member number, mobile phone (PI, not sensitive), city, tier, spend."""
     rng = random.Random(seed)
@@ -98,7 +105,8 @@ def crossborder_act(
         {"jurisdiction": "DE", "site": "Frankfurt am Main", "evidence": "inspection 2026-12-02 #18"},
     )
     console.print(
-        "13. A Guizhou retailer and a German market-research firm (registered in Cologne, HRB 104711) join; "
+        f"{_step()}. "
+        "A Guizhou retailer and a German market-research firm (registered in Cologne, HRB 104711) join; "
         "the operator attests their nodes' locations (CN, DE) after inspection."
     )
     data = home / "node-data"
@@ -115,7 +123,8 @@ def crossborder_act(
     sk = resource_sketch(home, retailer_id, res.id, res.pii)
     info = retailer.post(f"/v1/crossborder/resources/{res.id}/sketch", {"sketch": encode(sk)})[0]
     console.print(
-        f"14. The retailer's node registers {MEMBERS:,} members (mobile numbers: PI, not sensitive) and "
+        f"{_step()}. "
+        f"The retailer's node registers {MEMBERS:,} members (mobile numbers: PI, not sensitive) and "
         f"sketches them: HMAC-SHA256 under a node-held salt into an HLL sketch ({len(sk):,} bytes) — "
         f"estimate {info['estimate']:,.0f}, upper bound {info['upper_bound']:,}. "
         "No identifier leaves the node."
@@ -161,7 +170,7 @@ def crossborder_act(
     first = reg_client.get("/v1/crossborder/register", exporter_id=retailer_id)["items"]
     used = [t for t in first if t["stage"] == "use"][-1]
     console.print(
-        f"15. The German consumer's private SQL query returns {len(rows)} noised groups; the exchange "
+        f"{_step()}. The German consumer's private SQL query returns {len(rows)} noised groups; the exchange "
         f"records the transfer CN → DE as [green]{used['pathway']}[/green]:\n    "
         f"{used['non_personal_reason']}"
     )
@@ -181,7 +190,7 @@ def crossborder_act(
     except PolicyViolation as exc:
         refused = exc.message
     console.print(
-        f"16. Row-level delivery of the member list to Germany: pathway "
+        f"{_step()}. Row-level delivery of the member list to Germany: pathway "
         f"[yellow]{request['decision']['pathway']}[/yellow] "
         f"({', '.join(request['decision']['articles'])}); the delivery read is [red]refused[/red]:"
         f"\n    {refused}"
@@ -204,7 +213,8 @@ def crossborder_act(
     counters = reg_client.get("/v1/crossborder/counters")
     mine = [c for c in counters if c["exporter_id"] == retailer_id]
     console.print(
-        f"17. The retailer files the standard contract (filing number {filing['number']}); the delivery is "
+        f"{_step()}. "
+        f"The retailer files the standard contract (filing number {filing['number']}); the delivery is "
         f"[green]allowed[/green] (use {use.id}) and counted: {mine[0]['estimate']:,.0f} people this year, "
         f"upper bound {mine[0]['upper_bound']:,} (HLL, 3σ)."
     )
@@ -231,7 +241,8 @@ def crossborder_act(
     ).content
     (out / "pipia.pdf").write_bytes(pipia)
     console.print(
-        f"18. Exported: register.csv ({csv_text.count(chr(10)) - 1} rows), the standard-contract filing pack "
+        f"{_step()}. "
+        f"Exported: register.csv ({csv_text.count(chr(10)) - 1} rows), the standard-contract filing pack "
         f"({len(pack):,} bytes PDF) and the PIPIA report ({len(pipia):,} bytes PDF) in {out}."
     )
     for c in (retailer, german):

@@ -11,6 +11,13 @@ from datavalley.client import Client
 from datavalley.errors import Conflict
 
 
+def _step() -> int:
+    """The next step number of the demo's story (numbered in the order told)."""
+    from datavalley.demo import n
+
+    return n()
+
+
 class _Party(Protocol):
     participant_id: str
     client: Client
@@ -29,7 +36,7 @@ def governance_act(
     ).value
     status = objector.client.get_resource(resource_id).status.value
     console.print(
-        f"14. The data operator objects to the trips registration ({objection.id}): the resource is "
+        f"{_step()}. The data operator objects to the trips registration ({objection.id}): the resource is "
         f"[yellow]{status}[/yellow]; both parties of every contract on it are notified on the ledger."
     )
     before = insurer.client.get_contract(contract_id)

@@ -20,6 +20,13 @@ if TYPE_CHECKING:
 __all__ = ["sources_act", "write_sources"]
 
 
+def _step() -> int:
+    """The next step number of the demo's story (numbered in the order told)."""
+    from datavalley.demo import n
+
+    return n()
+
+
 def write_sources(directory: Path, drivers: int = 300, rows: int = 3_000, seed: int = 7) -> dict[str, str]:
     """Four sources of one logistics company, one per family; returns ``{family: location}``."""
     rng = random.Random(seed)
@@ -171,7 +178,8 @@ def sources_act(home: Path, console: Console, op: Client, people: dict[str, Any]
     console.print(f"   [bold]private SQL on the SQLite table[/bold]: [dim]{sql}[/dim]")
     console.print(answer_table(answer))
     console.print(
-        "15. The CSV's encoding (GB18030) and dialect were detected and pinned, the JSON array's nested "
+        f"{_step()}. "
+        "The CSV's encoding (GB18030) and dialect were detected and pinned, the JSON array's nested "
         "objects flattened (owner.name, spec.axles; routes kept as a list), and the database table was "
         "read through Arrow into a verified snapshot — the same private SQL, PSI and fingerprint rules "
         "apply to every family."
