@@ -78,10 +78,14 @@ def create_app(exchange: Exchange, *, publisher: bool = False) -> FastAPI:
             yield
         finally:
             exchange.ledger.stop_publisher()
+            # Close what this serving run opened and forget it: the same app object may be served again
+            # (the demo serves it over HTTP for a while), and then opens fresh ones lazily.
             service = getattr(app.state, "query_service", None)
             if service is not None:
+                app.state.query_service = None
                 service.close()
             if (runner := getattr(app.state, "job_runner", None)) is not None:
+                app.state.job_runner = None
                 runner.pools.close()  # stops the local pool workers (datavalley.compute)
 
     app = FastAPI(
