@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,6 +34,14 @@ from datavalley.api.app import create_app
 from datavalley.keys import public_key_b64, registration_message
 from market.conftest import ANALYTICS_TERMS, Party, digest_of, fund, list_product, negotiate, onboard
 from rights.conftest import analysis_of, write_trips
+
+# a file-delivery product on the trips written by rights.conftest.write_trips (no personal columns)
+DELIVERY_TERMS: dict[str, Any] = {
+    "purposes": ["insurance-pricing"],
+    "max_uses": 200,
+    "valid_days": 30,
+    "delivery": {"columns": ["trip_id", "origin_city", "dest_city", "distance_km", "fare_cny"]},
+}
 
 
 @pytest.fixture
@@ -272,6 +282,66 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/catalog/dcat"): _any,
     ("GET", "/v1/classification/rules"): _any,
     ("POST", "/v1/classification/rules"): _role("operator"),
+    # the certificate ID is the capability: whoever was shown a certificate may ask whether it still holds
+    ("GET", "/v1/certificates/{certificate_id}/status"): _any,
+    # a dry run of the use check, for the nodes of the parties
+    ("GET", "/v1/contracts/{contract_id}/use-check"): lambda c, o: o["contract_id"].party(c),
+    # cross-border: the engine and rules are public knowledge; facts and node locations are the operator's
+    # attestation; records are filed by the exporter (a provider) for its own resources and contracts and
+    # withdrawn by it, the regulator or the operator; the register shows overseers everything, an exporter
+    # its own; the PIPIA and filing pack are the contract's documents
+    ("GET", "/v1/crossborder/rules"): _any,
+    ("POST", "/v1/crossborder/decide"): _any,
+    ("GET", "/v1/crossborder/participants/{participant_id}"): lambda c, o: (
+        c.overseer or c.participant == o["participant_id"].id
+    ),
+    ("PUT", "/v1/crossborder/participants/{participant_id}/facts"): _role("operator"),
+    ("POST", "/v1/crossborder/participants/{participant_id}/nodes"): _role("operator"),
+    ("POST", "/v1/crossborder/resources/{resource_id}/sketch"): _holder,
+    # the body files consent evidence for alpha's resource
+    ("POST", "/v1/crossborder/records"): lambda c, o: (
+        c.verified and c.has("provider") and c.name.startswith("alpha")
+    ),
+    ("GET", "/v1/crossborder/records"): _any,
+    ("POST", "/v1/crossborder/records/{record_id}/revoke"): lambda c, o: (
+        c.has("operator", "regulator")
+        or (c.verified and c.has("provider") and c.participant == o["record_id"].owner)
+    ),
+    ("POST", "/v1/crossborder/contracts/{contract_id}/transfers"): _either_side,
+    ("GET", "/v1/crossborder/register"): _any,
+    ("GET", "/v1/crossborder/register.csv"): _any,
+    ("GET", "/v1/crossborder/counters"): _any,
+    ("GET", "/v1/crossborder/expiring"): _any,
+    ("GET", "/v1/crossborder/contracts/{contract_id}/pipia"): _contract_reader,
+    ("GET", "/v1/crossborder/contracts/{contract_id}/filing-pack"): _contract_reader,
+    # compute: providers register pools (seen by their owner, overseers, and everyone once listed);
+    # consumers submit jobs under their own data contracts and their nodes run them; the operator places
+    ("GET", "/v1/compute/topology"): _any,
+    ("POST", "/v1/compute/pools"): lambda c, o: c.verified and c.has("provider"),
+    ("GET", "/v1/compute/pools"): _any,
+    ("GET", "/v1/compute/pools/{pool_id}"): lambda c, o: (
+        c.overseer or c.participant == o["pool_id"].owner or o["pool_id"].public
+    ),
+    # the body submits a job under beta's contract
+    ("POST", "/v1/compute/jobs"): lambda c, o: c.verified and c.has("consumer") and c.name == "beta",
+    ("GET", "/v1/compute/jobs"): _any,
+    ("GET", "/v1/compute/jobs/{job_id}"): lambda c, o: c.overseer or o["job_id"].party(c),
+    ("GET", "/v1/compute/jobs/{job_id}/explain"): lambda c, o: c.overseer or o["job_id"].party(c),
+    ("POST", "/v1/compute/jobs/{job_id}/run"): lambda c, o: (
+        c.verified and c.has("consumer") and c.participant == o["job_id"].owner
+    ),
+    ("POST", "/v1/compute/rounds"): _role("operator"),
+    # the query asks for beta's statement
+    ("GET", "/v1/compute/statement"): lambda c, o: c.overseer or c.name == "beta",
+    # delivery management: the consumer issues sharing tokens; either side (with its role) revokes them;
+    # parties and overseers read the recipients; a provider traces a leaked copy within its own contracts
+    ("POST", "/v1/delivery/contracts/{contract_id}/tokens"): _party_as("consumer"),
+    ("GET", "/v1/delivery/contracts/{contract_id}/recipients"): _contract_reader,
+    ("POST", "/v1/delivery/contracts/{contract_id}/recipients/{recipient}/revoke"): _either_side,
+    ("POST", "/v1/delivery/tokens/{token_id}/revoke"): lambda c, o: _either_side(
+        c, {"contract_id": o["token_id"].extra["contract"]}
+    ),
+    ("POST", "/v1/delivery/trace"): lambda c, o: c.verified and c.has("provider"),
 }
 
 # Objects whose IDs only their parties (and overseers) may ever read in an answer.
@@ -292,6 +362,13 @@ SECRET = {
     "objection",
     "payment",
     "dispute",
+    "delivery_contract",
+    "delivery_token",
+    "alpha_record",
+    "delta_record",
+    "alpha_other_record",
+    "delta_pool",
+    "job",
 }
 
 # Query strings that make a read meaningful (the route answers 2xx to an allowed caller).
@@ -302,7 +379,23 @@ QUERY: dict[str, dict[str, Any]] = {
     "/v1/accounts/statement": {"start": "2020-01-01T00:00:00Z", "end": "2100-01-01T00:00:00Z"},
     "/v1/contracts/{contract_id}/statement": {},
     "/v1/contracts/{contract_id}/invoice": {"start": "2020-01-01T00:00:00Z", "end": "2100-01-01T00:00:00Z"},
+    "/v1/contracts/{contract_id}/use-check": {"purpose": "insurance-pricing", "region": "CN"},
+    "/v1/compute/statement": {"participant_id": "beta"},
 }
+
+
+def _query(path: str, f: Fixture) -> dict[str, Any] | None:
+    """QUERY with fixture object names (a value naming a participant fixture) replaced by their IDs."""
+    q = QUERY.get(path)
+    if q is None:
+        return None
+    return {
+        k: f.objs[v].id if isinstance(v, str) and v in ("alpha", "beta", "delta") else v for k, v in q.items()
+    }
+
+
+# Reads whose answer to an allowed caller may itself be a refusal (403 policy_violation): dry runs.
+DRY_RUNS = {"/v1/contracts/{contract_id}/use-check"}
 
 # Which fixture objects fill each path parameter.
 CANDIDATES: dict[str, list[str]] = {
@@ -319,6 +412,19 @@ CANDIDATES: dict[str, list[str]] = {
     "dispute_id": ["dispute"],
     "event_id": ["alpha_event", "delta_event"],
     "size": ["size"],
+    "certificate_id": ["alpha_certificate", "delta_certificate"],
+    "record_id": ["alpha_record", "delta_record"],
+    "pool_id": ["alpha_pool", "delta_pool"],
+    "job_id": ["job"],
+    "recipient": ["recipient"],
+}
+
+# Path parameters whose name another domain uses too: under these prefixes they take other objects.
+CANDIDATES_UNDER: dict[str, dict[str, list[str]]] = {
+    "/v1/delivery/": {
+        "contract_id": ["delivery_contract", "delta_beta_contract"],
+        "token_id": ["delivery_token"],
+    },
 }
 
 
@@ -422,6 +528,27 @@ def _body(method: str, path: str, c: Caller, o: dict[str, Obj], f: Fixture) -> d
         "/v1/resources/{resource_id}/objections": {"reason": "matrix objection"},
         "/v1/objections/{objection_id}/resolve": {"upheld": False, "resolution": "matrix"},
         "/v1/classification/rules": {"rules": {}},
+        "/v1/crossborder/decide": {"origin": "CN", "recipient": "DE"},
+        "/v1/crossborder/participants/{participant_id}/facts": {"ciio": False},
+        "/v1/crossborder/participants/{participant_id}/nodes": {
+            "jurisdiction": "CN",
+            "site": "matrix",
+            "evidence": "matrix",
+        },
+        "/v1/crossborder/resources/{resource_id}/sketch": {"sketch": "A" * 64},
+        "/v1/crossborder/records": {
+            "kind": "consent",
+            "evidence": "matrix",
+            "resource_id": objs["alpha_resource"].id,
+        },
+        "/v1/crossborder/records/{record_id}/revoke": {"reason": "matrix"},
+        "/v1/compute/pools": {"name": "Matrix pool", "cluster": "guian", "cores": 2, "price": 10},
+        "/v1/compute/jobs": {
+            "contract_id": objs["alpha_beta_contract"].id,
+            "sql": "SELECT count(*) FROM trips",
+        },
+        "/v1/compute/jobs/{job_id}/run": {"engine": "duckdb"},
+        "/v1/delivery/contracts/{contract_id}/tokens": {"recipient": "intruder"},
     }
     del product
     if method == "GET":
@@ -435,10 +562,14 @@ def _fill(path: str, o: dict[str, Obj]) -> str:
 
 def _combos(path: str, objs: dict[str, Obj]) -> list[dict[str, Obj]]:
     names = re.findall(r"\{(\w+)\}", path)
+    here = dict(CANDIDATES)
+    for prefix, over in CANDIDATES_UNDER.items():
+        if path.startswith(prefix):
+            here.update(over)
     out: list[dict[str, Obj]] = [{}]
     for n in names:
-        assert n in CANDIDATES, f"path parameter {n!r} of {path} has no fixture objects: add them"
-        out = [{**o, n: objs[c]} for o in out for c in CANDIDATES[n]]
+        assert n in here, f"path parameter {n!r} of {path} has no fixture objects: add them"
+        out = [{**o, n: objs[c]} for o in out for c in here[n]]
     return out
 
 
@@ -528,6 +659,36 @@ def fixture(world: World, tmp_path: Path) -> Fixture:
     alpha_prov = alpha.client.issue_token(alpha.member_id, scopes=["provider"]).value.secret
     alpha_cons = alpha.client.issue_token(alpha.member_id, scopes=["consumer"]).value.secret
     witness_key = _witness_vkey()
+    # certificates (their IDs are capabilities), cross-border records of each exporter
+    alpha_cert = alpha.client.certificate(ra)["certificate_id"]
+    delta_cert = delta.client.certificate(rd)["certificate_id"]
+    records = {
+        rid: who.client.request(
+            "POST",
+            "/v1/crossborder/records",
+            json={"kind": "consent", "evidence": "consent forms", "resource_id": rid},
+        ).json()["data"]["id"]
+        for who, rid in ((alpha, ra), (delta, rd), (alpha, r_obj))
+    }
+    # compute: alpha's pool is listed, delta's is still a draft; beta's job under its data contract
+    pools = {}
+    for who in (alpha, delta):
+        pools[who.participant_id] = who.client.request(
+            "POST",
+            "/v1/compute/pools",
+            json={"name": "Pool", "cluster": "guian", "cores": 2, "price": 30},
+        ).json()["data"]
+    alpha.client.product_action(pools[alpha.participant_id]["product_id"], "submit")
+    op.product_action(pools[alpha.participant_id]["product_id"], "review", {"approve": True})
+    job = beta.client.request(
+        "POST", "/v1/compute/jobs", json={"contract_id": cab.id, "sql": "SELECT count(*) FROM trips"}
+    ).json()["data"]
+    # delivery: a file-delivery contract alpha → beta and one of beta's sharing tokens
+    pdel = list_product(world, alpha, ra, kind="file_delivery", terms=DELIVERY_TERMS)
+    cdel = negotiate(alpha, beta, pdel.id)
+    issued = beta.client.request(
+        "POST", f"/v1/delivery/contracts/{cdel.id}/tokens", json={"recipient": "analyst"}
+    ).json()["data"]
 
     pc = frozenset({"provider", "consumer"})
     ap, bp, dp = alpha.participant_id, beta.participant_id, delta.participant_id
@@ -554,6 +715,9 @@ def fixture(world: World, tmp_path: Path) -> Fixture:
         Caller("pending regulator", preg_token, preg_p.id, preg_admin.id, frozenset(), False, True),
     ]
     contract_extra = {"provider": ap, "consumer": bp, "evidence": [ev_receipt]}
+    delivery_obj = Obj(
+        "delivery_contract", cdel.id, ap, frozenset({bp}), extra={"provider": ap, "consumer": bp}
+    )
     objs = [
         Obj("alpha", ap, ap, public=True),
         Obj("beta", bp, bp, public=True),
@@ -586,6 +750,19 @@ def fixture(world: World, tmp_path: Path) -> Fixture:
         Obj("size", "1"),
         Obj("witness", witness_key),
         Obj("spare_analysis", "", extra={"analysis": spare}),
+        Obj("alpha_certificate", alpha_cert, ap, public=True),
+        Obj("delta_certificate", delta_cert, dp, public=True),
+        # consent evidence for a resource of a contract is part of that contract's documents; evidence
+        # for another resource (alpha_other_record) is nobody else's business
+        Obj("alpha_record", records[ra], ap, frozenset({bp})),
+        Obj("delta_record", records[rd], dp, frozenset({bp})),
+        Obj("alpha_other_record", records[r_obj], ap),
+        Obj("alpha_pool", pools[ap]["id"], ap, public=True),
+        Obj("delta_pool", pools[dp]["id"], dp),
+        Obj("job", job["id"], bp),
+        delivery_obj,
+        Obj("delivery_token", issued["token_id"], ap, frozenset({bp}), extra={"contract": delivery_obj}),
+        Obj("recipient", "analyst"),
     ]
     return Fixture({o.name: o for o in objs}, callers, create_app(world.exchange))
 
@@ -656,8 +833,13 @@ async def _walk(world: World, fixture: Fixture, routes: list[tuple[str, str]]) -
         for c in fixture.callers
     }
     calls = 0
+    times: dict[str, float] = {}
     for method, path in routes:
+        t0 = time.perf_counter()
         rule = RULES[(method, path)]
+        # row counts before the route's calls: refused calls change nothing, so the count after one is the
+        # count before the next (reads may, e.g. certificates signed on first request: counted afresh)
+        state = _state(world) if method != "GET" else ()
         for o in _combos(path, fixture.objs):
             url = _fill(path, o)
             for c in fixture.callers:
@@ -665,12 +847,11 @@ async def _walk(world: World, fixture: Fixture, routes: list[tuple[str, str]]) -
                 if method != "GET" and allowed:
                     continue  # an allowed state change would alter the fixture for everyone after it
                 headers = {"Authorization": f"Bearer {c.token}"} if c.token else {}
-                before = _state(world) if method != "GET" else ()
                 r = await http.request(
                     method,
                     url,
                     headers=headers,
-                    params=QUERY.get(path),
+                    params=_query(path, fixture),
                     json=_body(method, path, c, o, fixture),
                 )
                 calls += 1
@@ -682,6 +863,8 @@ async def _walk(world: World, fixture: Fixture, routes: list[tuple[str, str]]) -
                     if leaked:
                         leaks.append(f"{where}: shows {leaked}")
                 if allowed:
+                    if path in DRY_RUNS and r.status_code == 403 and '"policy_violation"' in r.text:
+                        continue  # the dry run's answer: this use would be refused (the contract is not live)
                     if r.status_code in (401, 403, 404, 422):
                         missing.append(f"{where}: {r.text[:200]}")
                     continue
@@ -691,9 +874,14 @@ async def _walk(world: World, fixture: Fixture, routes: list[tuple[str, str]]) -
                     wrong_refusal.append(where)
                 elif r.status_code == 422 or r.status_code >= 500:
                     wrong_refusal.append(f"{where}: {r.text[:200]}")
-                if method != "GET" and _state(world) != before:
+                if method != "GET" and (after := _state(world)) != state:
                     changed.append(where)
+                    state = after
+        times[f"{method} {path}"] = time.perf_counter() - t0
     await http.aclose()
+    if os.environ.get("DV_MATRIX_TIMES"):
+        for k, v in sorted(times.items(), key=lambda kv: -kv[1])[:25]:
+            print(f"{v:7.2f}s {k}")
     assert not unexpected, "unexpected 2xx:\n" + "\n".join(unexpected)
     assert not leaks, "answers that reveal others' objects or relationships:\n" + "\n".join(leaks)
     assert not changed, "refused calls that changed the database:\n" + "\n".join(changed)

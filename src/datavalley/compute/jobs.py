@@ -434,6 +434,7 @@ def start_job(ctx: Context, job_id: str) -> Job:
     row = _get(ctx, job_id, lock=True)
     if row.consumer_id != ctx.principal.participant_id:
         raise Forbidden(f"only the consumer's node runs job {job_id}")
+    ctx.require(Role.CONSUMER, action="running a compute job")
     if row.status not in ("placed", "running") or row.start_at is None:
         raise Conflict(f"job {job_id} is {row.status}; only placed jobs start")
     if row.start_at > ctx.now:
@@ -463,6 +464,7 @@ def finish_job(
     row = _get(ctx, job_id, lock=True)
     if row.consumer_id != ctx.principal.participant_id:
         raise Forbidden(f"only the consumer's node reports job {job_id}")
+    ctx.require(Role.CONSUMER, action="reporting a compute job")
     if row.status in ("done", "failed"):
         return to_job(row)
     if row.status != "running" or row.pool_id is None or row.pool_contract_id is None:

@@ -102,9 +102,19 @@ def _basics(ctx: Context, contract_id: str) -> dict[str, Any]:
             select(CrossborderRecordRow)
             .where(
                 CrossborderRecordRow.exporter_id == row.provider_id,
+                # only the records this contract's transfer rests on: its own, its recipient's, those of
+                # the data it covers, and the exporter's general ones (approvals, certifications); never
+                # records about the exporter's other resources (the document goes to the counterparty)
                 (CrossborderRecordRow.contract_id == row.id)
                 | (CrossborderRecordRow.recipient_id == row.consumer_id)
-                | (CrossborderRecordRow.contract_id.is_(None) & CrossborderRecordRow.recipient_id.is_(None)),
+                | (
+                    CrossborderRecordRow.contract_id.is_(None)
+                    & CrossborderRecordRow.recipient_id.is_(None)
+                    & (
+                        CrossborderRecordRow.resource_id.is_(None)
+                        | CrossborderRecordRow.resource_id.in_(list(product.resource_ids or []))
+                    )
+                ),
             )
             .order_by(CrossborderRecordRow.id)
         )

@@ -354,8 +354,9 @@ def revoke_record(ctx: Context, record_id: str, *, reason: str) -> TransferRecor
     mine = row is not None and row.exporter_id == ctx.principal.participant_id
     if row is None or not (mine or _oversees(ctx)):
         raise NotFound(f"record {record_id} does not exist", record_id=record_id)
-    if not (mine or ctx.principal.has(Role.REGULATOR, Role.OPERATOR)):
-        raise Forbidden("only the exporter, the regulator or the operator revokes a record")
+    # the exporter acts with the role it filed with (provider), like filing itself
+    if not ((mine and ctx.principal.has(Role.PROVIDER)) or ctx.principal.has(Role.REGULATOR, Role.OPERATOR)):
+        raise Forbidden("only the exporter (provider role), the regulator or the operator revokes a record")
     _text(reason, "reason")
     if row.status != "active":
         raise Conflict(f"record {record_id} is already {row.status}")
@@ -411,11 +412,12 @@ def request_transfer(
     The decision (allowed or refused, with what to file) is recorded in the register and on the ledger.
     Nothing is counted: counting happens when the use itself is recorded.
     """
-    from datavalley.market.contracts import _get
+    from datavalley.market.contracts import _get, _side_role
 
     row = _get(ctx, contract_id)
     if ctx.principal.participant_id not in (row.provider_id, row.consumer_id):
         raise Forbidden(f"only a party to contract {contract_id} requests a transfer under it")
+    _side_role(ctx, row, "requesting a cross-border transfer")
     a = assess(ctx, row, stage="request", operation=operation, mode=mode)
     if a is None:
         return {"cross_border": False, "allowed": True, "contract_id": contract_id}

@@ -29,13 +29,20 @@ RECIPIENT_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 MAX_TTL_DAYS = 366
 
 
-def _contract(ctx: Context, contract_id: str, *, consumer_only: bool, lock: bool = False) -> ContractRow:
+def _contract(
+    ctx: Context, contract_id: str, *, consumer_only: bool, lock: bool = False, read: bool = False
+) -> ContractRow:
+    """The delivery contract for a party acting with its side's role (and verified), or for a ``read``:
+    any member of a party, or an overseer."""
     row = contracts._get(ctx, contract_id, lock=lock)
     me = ctx.principal.participant_id
     parties = (row.consumer_id,) if consumer_only else (row.consumer_id, row.provider_id)
-    if me not in parties:
-        who = "consumer" if consumer_only else "parties"
-        raise Forbidden(f"only the {who} of contract {contract_id} manage its delivery recipients")
+    if not (read and ctx.principal.has(Role.OPERATOR, Role.AUDITOR, Role.REGULATOR)):
+        if me not in parties:
+            who = "consumer" if consumer_only else "parties"
+            raise Forbidden(f"only the {who} of contract {contract_id} manage its delivery recipients")
+        if not read:
+            contracts._side_role(ctx, row, "managing delivery recipients")
     product = ctx.session.get(ProductRow, row.product_id)
     if product is None or product.kind != ProductKind.FILE_DELIVERY:
         raise Conflict(f"contract {contract_id} is not for a file delivery product: nothing is delivered")
@@ -181,8 +188,8 @@ def revoke_token(ctx: Context, token_id: str) -> IssuedToken:
 
 
 def list_recipients(ctx: Context, contract_id: str) -> list[Recipient]:
-    """The contract's recipients (never token secrets)."""
-    row = _contract(ctx, contract_id, consumer_only=False)
+    """The contract's recipients (never token secrets): its parties and overseers."""
+    row = _contract(ctx, contract_id, consumer_only=False, read=True)
     rows = ctx.session.scalars(
         select(RecipientRow).where(RecipientRow.contract_id == row.id).order_by(RecipientRow.id)
     )
@@ -313,6 +320,10 @@ def trace_candidates(ctx: Context) -> list[tuple[str, str, str, bool]]:
     """For the calling provider: (contract, recipient ID, product, has it been delivered?) of every
     recipient of its delivery contracts — the population a leak is attributed within."""
     ctx.require(Role.PROVIDER, action="tracing a leaked copy")
+    if not ctx.principal.participant_verified:
+        raise Forbidden(
+            f"tracing a leaked copy needs a verified participant ({ctx.principal.participant_id})"
+        )
     me = ctx.principal.participant_id
     rows = ctx.session.execute(
         select(RecipientRow.contract_id, RecipientRow.id, ContractRow.product_id)
