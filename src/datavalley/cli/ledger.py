@@ -51,8 +51,12 @@ def entries(
 ) -> None:
     """Print entries [start, end) as canonical JSON lines."""
     st = state(ctx)
-    for e in st.client().entries(start, end):
-        typer.echo(e.decode("utf-8"))
+    items = [e.decode("utf-8") for e in st.client().entries(start, end)]
+    if st.as_json:
+        output(st, {"start": start, "entries": [json.loads(e) for e in items]})
+        return
+    for e in items:
+        typer.echo(e)
 
 
 @ledger.command("proof")

@@ -276,6 +276,9 @@ def agreement(ctx: typer.Context, contract_id: str) -> None:
     """Print the agreement document (with its ODRL policy) and its digest."""
     st = state(ctx)
     doc = st.client().agreement(contract_id)
+    if st.as_json:
+        output(st, doc)
+        return
     typer.echo(json.dumps(doc, ensure_ascii=False, indent=2))
 
 
@@ -351,7 +354,7 @@ def contract_statement(ctx: typer.Context, contract_id: str) -> None:
     st = state(ctx)
     s = st.client().contract_statement(contract_id)
     if st.as_json:
-        typer.echo(json.dumps(s, ensure_ascii=False, indent=2))
+        output(st, s)
         return
     console.print(
         kv_table(
@@ -390,7 +393,7 @@ def invoice(
         out.write_text(
             data if fmt == "html" else json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8"
         )
-    console.print(f"invoice written to {out}")
+    output(st, {"file": str(out), "format": fmt}, kv_table("invoice", [("file", out), ("format", fmt)]))
 
 
 # --- money -----------------------------------------------------------------------------------------
