@@ -230,7 +230,8 @@ def whoami(ctx: typer.Context) -> None:
     """Who the token belongs to and the roles it carries."""
     st = state(ctx)
     me = st.client().whoami()
-    output(st, me, kv_table("whoami", list(me.items())))
+    rows = [(k, ", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in me.items()]
+    output(st, me, kv_table("whoami", rows))
 
 
 @app.command("sample-data")
