@@ -131,6 +131,10 @@ class Client:
         payload = resp.json()
         return payload["data"], payload.get("receipts", []), resp.headers.get("Idempotent-Replayed") == "true"
 
+    def page(self, type_: type[T], path: str, **params: Any) -> Page[T]:
+        """One page of any list route (``limit``, ``cursor`` and filters as query parameters)."""
+        return self._page(type_, path, **params)
+
     def _page(self, type_: type[T], path: str, **params: Any) -> Page[T]:
         data = self.get(path, **params)
         return Page([_parse(type_, i) for i in data["items"]], data["next_cursor"])

@@ -21,7 +21,7 @@ def cjk_font() -> Path | None:
     if configured and Path(configured).is_file():
         return Path(configured)
     try:
-        import pylopdf_fonts_zh_cn  # type: ignore[import-untyped,unused-ignore]
+        import pylopdf_fonts_zh_cn
 
         bundled = Path(pylopdf_fonts_zh_cn.sans_path())
         if bundled.is_file():

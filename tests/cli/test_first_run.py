@@ -132,3 +132,60 @@ def test_every_command_and_option_has_help() -> None:
 
     walk(root, [])
     assert missing == []
+
+
+def test_attach_checks_holder_and_fingerprint(home: tuple[Path, str], tmp_path: Path) -> None:
+    h, op_token = home
+    base = ["--home", str(h)]
+    reg = dv(
+        *base,
+        "--token",
+        op_token,
+        "participants",
+        "register",
+        "--name",
+        "Attach Co",
+        "--registry-id",
+        "91520115MA6DX3WR5J",
+        "--role",
+        "provider",
+        "--admin-name",
+        "A",
+        "--get",
+        "data.participant.id,data.admin_member.id",
+    )
+    pid, admin = reg.stdout.split()
+    assert dv(*base, "--token", op_token, "participants", "verify", pid).returncode == 0
+    token = dv(*base, "--token", op_token, "tokens", "issue", admin, "--get", "data.secret").stdout.strip()
+    data = tmp_path / "trips.csv"
+    assert dv("sample-data", "trips", str(data), "--rows", "300").returncode == 0
+    rid = dv(
+        *base,
+        "--token",
+        token,
+        "resources",
+        "register",
+        str(data),
+        "--name",
+        "t",
+        "--sector",
+        "transport",
+        "--lawful-source",
+        "contracts",
+        "--get",
+        "data.id",
+    ).stdout.strip()
+    moved = tmp_path / "archive.csv"
+    data.rename(moved)
+    other = tmp_path / "other.csv"
+    assert dv("sample-data", "trips", str(other), "--rows", "300", "--seed", "9").returncode == 0
+    registry = h / "node" / "resources.json"
+    before = registry.read_text()
+    wrong = dv(*base, "--token", token, "resources", "attach", rid, str(other))
+    assert "is not the registered data" in one_line_error(wrong, 6)
+    not_holder = dv(*base, "--token", op_token, "resources", "attach", rid, str(moved))
+    assert "only the holder" in one_line_error(not_holder, 4)
+    assert registry.read_text() == before  # nothing changed by the refusals
+    ok = dv(*base, "--token", token, "--json", "resources", "attach", rid, str(moved))
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(registry.read_text())[rid]["location"] == str(moved)

@@ -32,7 +32,7 @@ def test_contract_negotiation_and_settlement_from_the_cli(
         write_private_key(keys[name], party.key)
 
     code, out, _ = run(capsys, *as_insurer, "--json", "products", "search", "freight")
-    assert code == 0 and [p["id"] for p in json.loads(out)] == [analytics.id]
+    assert code == 0 and [p["id"] for p in json.loads(out)["items"]] == [analytics.id]
     code, _, err = run(capsys, *as_insurer, "contracts", "request", analytics.id, "--purpose", "marketing")
     assert code == 7 and "not offered" in err  # PolicyViolation
     code, out, _ = run(

@@ -8,7 +8,7 @@ import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.table import Table
 
-from datavalley.cli.state import console, kv_table, list_table, output, state
+from datavalley.cli.state import CURSOR, LIMIT, console, kv_table, list_table, output, state
 from datavalley.identity.model import Member, Participant
 from datavalley.keys import fingerprint, load_private_key, public_key_b64, write_private_key
 
@@ -188,10 +188,10 @@ def issue(
 
 
 @tokens.command("list")
-def list_tokens(ctx: typer.Context, member_id: str) -> None:
+def list_tokens(ctx: typer.Context, member_id: str, limit: int = LIMIT, cursor: str | None = CURSOR) -> None:
     """List a member's tokens (metadata only)."""
     st = state(ctx)
-    page = st.client().list_tokens(member_id)
+    page = st.client().list_tokens(member_id, limit=limit, cursor=cursor)
     rows = [
         [
             t.id,
@@ -257,10 +257,12 @@ def register_key(
 
 
 @keys.command("list")
-def list_keys(ctx: typer.Context, participant_id: str) -> None:
+def list_keys(
+    ctx: typer.Context, participant_id: str, limit: int = LIMIT, cursor: str | None = CURSOR
+) -> None:
     """List a participant's public keys."""
     st = state(ctx)
-    page = st.client().list_keys(participant_id)
+    page = st.client().list_keys(participant_id, limit=limit, cursor=cursor)
     rows = [
         [k.id, k.fingerprint, k.created_at.isoformat(), k.revoked_at.isoformat() if k.revoked_at else ""]
         for k in page.items

@@ -59,11 +59,19 @@ def entries(
     if opened:
         from datavalley.canonical import canonical_json
 
-        for obj in st.client().clear_entries(start, end):
+        clear = st.client().clear_entries(start, end)
+        if st.as_json:
+            output(st, {"start": start, "entries": clear})
+            return
+        for obj in clear:
             typer.echo(canonical_json(obj).decode("utf-8"))
         return
-    for e in st.client().entries(start, end):
-        typer.echo(e.decode("utf-8"))
+    items = [e.decode("utf-8") for e in st.client().entries(start, end)]
+    if st.as_json:
+        output(st, {"start": start, "entries": [json.loads(e) for e in items]})
+        return
+    for e in items:
+        typer.echo(e)
 
 
 @ledger.command("proof")

@@ -203,8 +203,11 @@ def serve(
 def health(
     ctx: typer.Context,
     wait: float = typer.Option(0.0, help="Keep trying for up to this many seconds (a server starting)."),
+    url: str | None = typer.Option(
+        None, help="Another health URL, e.g. a PSI node's http://HOST:PORT/health."
+    ),
 ) -> None:
-    """Is the API at --server up? (No token needed.)"""
+    """Is the API at --server (or --url) up? (No token needed.)"""
     import time
 
     import httpx
@@ -212,16 +215,17 @@ def health(
     from datavalley.errors import Unavailable
 
     st = state(ctx)
-    if not st.server:
-        raise InvalidInput("health asks a server: pass --server URL", field="server")
+    if not (st.server or url):
+        raise InvalidInput("health asks a server: pass --server URL (or --url)", field="server")
+    target = url or f"{(st.server or '').rstrip('/')}/v1/health"
     deadline = time.monotonic() + wait
     while True:
         try:
-            answer = httpx.get(f"{st.server.rstrip('/')}/v1/health", timeout=5).json()
+            answer = httpx.get(target, timeout=5).json()
             break
         except (httpx.HTTPError, ValueError) as exc:
             if time.monotonic() >= deadline:
-                raise Unavailable(f"no datavalley API at {st.server}: {exc}") from None
+                raise Unavailable(f"nothing healthy at {target}: {exc}") from None
             time.sleep(0.2)
     output(st, answer, kv_table("health", list(answer.items())))
 
@@ -231,7 +235,8 @@ def whoami(ctx: typer.Context) -> None:
     """Who the token belongs to and the roles it carries."""
     st = state(ctx)
     me = st.client().whoami()
-    output(st, me, kv_table("whoami", list(me.items())))
+    rows = [(k, ", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in me.items()]
+    output(st, me, kv_table("whoami", rows))
 
 
 @app.command("sample-data")

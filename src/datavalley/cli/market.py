@@ -10,7 +10,17 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from datavalley.cli.state import CliState, console, kv_table, list_table, output, state
+from datavalley.cli.state import (
+    CURSOR,
+    LIMIT,
+    CliState,
+    console,
+    kv_table,
+    list_table,
+    output,
+    page_output,
+    state,
+)
 from datavalley.errors import InvalidInput
 from datavalley.market.model import Contract, Product
 from datavalley.market.settlement import yuan
@@ -178,15 +188,29 @@ def show_product(ctx: typer.Context, product_id: str) -> None:
 
 
 @products.command("search")
-def search(ctx: typer.Context, q: str = typer.Argument(""), kind: str | None = None) -> None:
+def search(
+    ctx: typer.Context,
+    q: str = typer.Argument(""),
+    kind: str | None = None,
+    limit: int = LIMIT,
+    cursor: str | None = CURSOR,
+) -> None:
     """Listed products (and your own drafts)."""
     st = state(ctx)
-    page = st.client().search_products(q, kind=kind)
-    rows = [
-        [p.id, p.name, p.kind.value, p.status.value, f"{p.price.model.value} {yuan(p.price.amount)}"]
-        for p in page.items
-    ]
-    output(st, page.items, list_table("products", ["id", "name", "kind", "status", "price (CNY)"], rows))
+    page = st.client().search_products(q, kind=kind, limit=limit, cursor=cursor)
+    page_output(
+        st,
+        "products",
+        ["id", "name", "kind", "status", "price (CNY)"],
+        page,
+        lambda p: [
+            p.id,
+            p.name,
+            p.kind.value,
+            p.status.value,
+            f"{p.price.model.value} {yuan(p.price.amount)}",
+        ],
+    )
 
 
 # --- contracts -------------------------------------------------------------------------------------
@@ -252,6 +276,9 @@ def agreement(ctx: typer.Context, contract_id: str) -> None:
     """Print the agreement document (with its ODRL policy) and its digest."""
     st = state(ctx)
     doc = st.client().agreement(contract_id)
+    if st.as_json:
+        output(st, doc)
+        return
     typer.echo(json.dumps(doc, ensure_ascii=False, indent=2))
 
 
@@ -280,12 +307,22 @@ def show_contract(ctx: typer.Context, contract_id: str) -> None:
 
 
 @contracts_app.command("list")
-def list_contracts(ctx: typer.Context, contract_state: str | None = typer.Option(None, "--state")) -> None:
+def list_contracts(
+    ctx: typer.Context,
+    contract_state: str | None = typer.Option(None, "--state"),
+    limit: int = LIMIT,
+    cursor: str | None = CURSOR,
+) -> None:
     """Contracts you are a party to (operators: all)."""
     st = state(ctx)
-    items = st.client().contracts(state=contract_state)
-    rows = [[c.id, c.product_id, c.state.value, c.consumer_id, yuan(c.escrow), c.uses] for c in items]
-    output(st, items, list_table("contracts", ["id", "product", "state", "consumer", "escrow", "uses"], rows))
+    page = st.client().page(Contract, "/v1/contracts", state=contract_state, limit=limit, cursor=cursor)
+    page_output(
+        st,
+        "contracts",
+        ["id", "product", "state", "consumer", "escrow", "uses"],
+        page,
+        lambda c: [c.id, c.product_id, c.state.value, c.consumer_id, yuan(c.escrow), c.uses],
+    )
 
 
 @contracts_app.command("uses")
@@ -317,7 +354,7 @@ def contract_statement(ctx: typer.Context, contract_id: str) -> None:
     st = state(ctx)
     s = st.client().contract_statement(contract_id)
     if st.as_json:
-        typer.echo(json.dumps(s, ensure_ascii=False, indent=2))
+        output(st, s)
         return
     console.print(
         kv_table(
@@ -356,7 +393,7 @@ def invoice(
         out.write_text(
             data if fmt == "html" else json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8"
         )
-    console.print(f"invoice written to {out}")
+    output(st, {"file": str(out), "format": fmt}, kv_table("invoice", [("file", out), ("format", fmt)]))
 
 
 # --- money -----------------------------------------------------------------------------------------
@@ -479,18 +516,20 @@ def rule(
 
 
 @disputes.command("list")
-def list_disputes(ctx: typer.Context, status: str | None = None) -> None:
+def list_disputes(
+    ctx: typer.Context, status: str | None = None, limit: int = LIMIT, cursor: str | None = CURSOR
+) -> None:
     """Disputes you are a party to (operators: all)."""
+    from datavalley.market.model import Dispute
+
     st = state(ctx)
-    items = st.client().disputes(status=status)
-    output(
+    page = st.client().page(Dispute, "/v1/disputes", status=status, limit=limit, cursor=cursor)
+    page_output(
         st,
-        items,
-        list_table(
-            "disputes",
-            ["id", "contract", "claimant", "status"],
-            [[d.id, d.contract_id, d.claimant_id, d.status] for d in items],
-        ),
+        "disputes",
+        ["id", "contract", "claimant", "status"],
+        page,
+        lambda d: [d.id, d.contract_id, d.claimant_id, d.status],
     )
 
 

@@ -128,6 +128,21 @@ def _id_width(values: list[str]) -> int:
     return max((len(v) for v in values if _ID.match(v)), default=0)
 
 
+LIMIT = typer.Option(50, "--limit", min=1, max=500, help="Most items on this page (1-500).")
+CURSOR = typer.Option(None, "--cursor", help="The next_cursor of the previous page.")
+
+
+def page_output(st: CliState, title: str, columns: list[str], page: Any, row: Any) -> None:
+    """A list: ``{items, next_cursor}`` as JSON, or a table and the command for the next page."""
+    output(
+        st,
+        {"items": list(page.items), "next_cursor": page.next_cursor},
+        list_table(title, columns, [row(i) for i in page.items]),
+    )
+    if page.next_cursor and not st.as_json:
+        console.print(f"[dim]more: add --cursor {page.next_cursor}[/dim]")
+
+
 def kv_table(title: str, rows: list[tuple[str, Any]]) -> Table:
     """Field/value rows; IDs keep their full width (the value column never wraps them)."""
     values = ["" if v is None else str(v) for _, v in rows]
