@@ -63,6 +63,16 @@ TERMS_SCHEMA: dict[str, Any] = {
             "properties": {
                 "id_column": {"type": "string"},
                 "id_kind": {"enum": ["phone", "cn_ric", "text"]},
+                "engine": {
+                    "enum": ["datavalley", "secretflow"],
+                    "description": "Who compares the sets (docs/PSI.md §9); secretflow: intersection only.",
+                },
+                "protocol": {"enum": ["RR22", "KKRT", "ECDH"], "description": "engine secretflow only."},
+                "aggregates": {
+                    "type": "object",
+                    "description": "name -> {function: sum|count|min|max, column}: per-ID pre-aggregation "
+                    "(bounds in columns.<name>).",
+                },
                 "columns": {
                     "type": "object",
                     "additionalProperties": {
@@ -75,7 +85,17 @@ TERMS_SCHEMA: dict[str, Any] = {
             },
             "additionalProperties": False,
         },
-        "max_quantity": {"type": "integer", "minimum": 1, "description": "file_delivery: most rows."},
+        "max_quantity": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "file_delivery: most rows; compute_pool: most core-seconds.",
+        },
+        "engine": {"enum": ["duckdb", "spark"], "description": "private_analytics: the node's engine."},
+        "delivery": {
+            "type": "object",
+            "description": "file_delivery: columns, PI treatment, row filters, caps (docs/DELIVERY.md).",
+        },
+        "pool_id": {"type": "string", "description": "compute_pool: the registered pool it sells."},
     },
 }
 
@@ -116,6 +136,10 @@ _TEMPLATES: dict[ProductKind, tuple[str, dict[str, Any]]] = {
         "File delivery: a licensed extract, metered by rows.",
         {"purposes": ["research"], "max_uses": 1, "valid_days": 30, "max_quantity": 100000},
     ),
+    ProductKind.COMPUTE_POOL: (
+        "Compute pool: core-hours on a registered pool (`datavalley pools register` creates this product).",
+        {"purposes": ["compute"], "regions": ["CN"], "max_quantity": 36000, "pool_id": "pool_…"},
+    ),
 }
 
 _NOTES = {
@@ -128,7 +152,8 @@ _NOTES = {
     "contribution (rows, groups) and clamp summed columns [low, high] (docs/PRIVATE_SQL.md)",
     "psi_modes": "what a PSI session may reveal: cardinality, intersection, aggregate",
     "psi": "the ID column, how IDs are normalised (phone, cn_ric, text), summable integer columns",
-    "max_quantity": "most rows delivered under one contract",
+    "max_quantity": "most rows delivered (file delivery) or core-seconds used (compute pool) per contract",
+    "pool_id": "the compute pool this product sells (from `datavalley pools register`)",
 }
 
 
