@@ -151,10 +151,6 @@ def _role(*roles: str) -> Rule:
     return lambda c, o: c.has(*roles)
 
 
-def _nobody(c: Caller, o: dict[str, Obj]) -> bool:
-    return False
-
-
 # (method, path) -> who may get a 2xx. Reads (GET) are all called; state changes only by callers the rule
 # refuses (an allowed call would change the fixture for the rest of the matrix).
 RULES: dict[tuple[str, str], Rule] = {
@@ -449,7 +445,6 @@ def _body(method: str, path: str, c: Caller, o: dict[str, Obj], f: Fixture) -> d
         "territories": ["CN"],
         "valid_until": later,
     }
-    product = o.get("product_id")
     contract = o.get("contract_id")
     bodies: dict[str, dict[str, Any]] = {
         "/v1/participants": {
@@ -550,7 +545,6 @@ def _body(method: str, path: str, c: Caller, o: dict[str, Obj], f: Fixture) -> d
         "/v1/compute/jobs/{job_id}/run": {"engine": "duckdb"},
         "/v1/delivery/contracts/{contract_id}/tokens": {"recipient": "intruder"},
     }
-    del product
     if method == "GET":
         return None
     return bodies.get(path, {})
@@ -571,10 +565,6 @@ def _combos(path: str, objs: dict[str, Obj]) -> list[dict[str, Obj]]:
         assert n in here, f"path parameter {n!r} of {path} has no fixture objects: add them"
         out = [{**o, n: objs[c]} for o in out for c in here[n]]
     return out
-
-
-def _caller(world: World, name: str, token: str | None, **kw: Any) -> Caller:
-    return Caller(name, token, **kw)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ Properties (docs/PROTOCOL.md, "Ledger privacy"):
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import re
 from typing import Any
@@ -25,7 +26,7 @@ from hypothesis import strategies as st
 
 from conftest import World
 from datavalley.errors import IntegrityError
-from datavalley.ledger.commitment import commit_fields, new_key, opening, reveal
+from datavalley.ledger.commitment import commit_fields, new_key, opening, reveal, salt
 from datavalley.ledger.verify import verify_bundle
 from market.conftest import Party, negotiate, use
 
@@ -127,6 +128,8 @@ def test_commitments_hide_and_bind(
     actor: str | None, participant: str | None, subjects: list[str], payload: str
 ) -> None:
     k1, k2 = new_key(), new_key()
+    # the salt is exactly HMAC-SHA256 as documented
+    assert salt(k1, "subjects/0") == hmac.digest(k1, b"datavalley-salt/v1\nsubjects/0", "sha256")
     a = commit_fields(k1, actor, participant, subjects, payload)
     b = commit_fields(k2, actor, participant, subjects, payload)
     # the same values under two entries' keys are unlinkable

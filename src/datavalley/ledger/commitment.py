@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 import json
 import secrets
 from typing import Any
@@ -39,25 +38,52 @@ def new_key() -> bytes:
     return secrets.token_bytes(32)
 
 
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
+class _Salts:
+    """HMAC-SHA256 under one entry key, with the padded key blocks hashed once (RFC 2104): the emit path
+    derives up to seven salts per event, and a one-shot ``hmac.digest`` re-keys each time."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > 64:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(64, b"\0")
+        self._inner = hashlib.sha256(key.translate(_IPAD))
+        self._outer = hashlib.sha256(key.translate(_OPAD))
+
+    def salt(self, label: str) -> bytes:
+        inner = self._inner.copy()
+        inner.update(b"datavalley-salt/v1\n" + label.encode("utf-8"))
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+    def commit(self, label: str, value: str) -> str:
+        return PREFIX + hashlib.sha256(self.salt(label) + value.encode("utf-8")).hexdigest()
+
+
 def salt(key: bytes, label: str) -> bytes:
-    """The salt of one field of an entry, derived from the entry's key."""
-    return hmac.new(key, b"datavalley-salt/v1\n" + label.encode("utf-8"), hashlib.sha256).digest()
+    """The salt of one field of an entry: HMAC-SHA256(key, "datavalley-salt/v1\\n" + label)."""
+    return _Salts(key).salt(label)
 
 
 def commit(key: bytes, label: str, value: str) -> str:
     """The commitment to ``value`` in field ``label``."""
-    return PREFIX + hashlib.sha256(salt(key, label) + value.encode("utf-8")).hexdigest()
+    return _Salts(key).commit(label, value)
 
 
 def commit_fields(
     key: bytes, actor: str | None, participant: str | None, subjects: list[str], payload: str
 ) -> tuple[str | None, str | None, list[str], str]:
     """The committed (actor, participant, subjects, payload) of an entry; None stays None (the exchange)."""
+    k = _Salts(key)
     return (
-        None if actor is None else commit(key, "actor", actor),
-        None if participant is None else commit(key, "participant", participant),
-        [commit(key, f"subjects/{i}", s) for i, s in enumerate(subjects)],
-        commit(key, "payload", payload),
+        None if actor is None else k.commit("actor", actor),
+        None if participant is None else k.commit("participant", participant),
+        [k.commit(f"subjects/{i}", s) for i, s in enumerate(subjects)],
+        k.commit("payload", payload),
     )
 
 

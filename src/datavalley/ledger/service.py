@@ -114,6 +114,10 @@ class Ledger:
                 f"the log has {state.size} entries but checkpoint {latest.size} was signed: "
                 "storage lost entries"
             )
+        if latest is not None and _only_cosignatures_since(s, latest.size):
+            # Witness cosignature records wait for the next change's checkpoint: signing one for them
+            # alone would leave the checkpoint the witnesses just cosigned never the latest.
+            return SignedCheckpoint(latest.size, latest.root_hash, latest.note)
         root = merkle.frontier_root(log._split_frontier(state.frontier))
         if latest is not None and latest.size > 0:
             proof = log.consistency_proof(s, latest.size, state.size)
@@ -136,6 +140,16 @@ class Ledger:
         if not event_ids:
             return []
         batch = self.exchange.settings.sequence_batch
+        with self.exchange.session(write=False) as s:
+            quiet = set(
+                s.scalars(select(EventRow.id).where(EventRow.id.in_(event_ids), EventRow.type == COSIGNED))
+            )
+        if quiet:
+            # cosignature records get their receipt once the next change's checkpoint covers them
+            self.sequence_pending()
+            event_ids = [e for e in event_ids if e not in quiet]
+            if not event_ids:
+                return []
         with self.exchange.session(write=True) as s, s.begin():
             while log.sequence_batch(s, batch) == batch:
                 pass
@@ -176,6 +190,15 @@ class Ledger:
             self._stop.set()
             self._publisher.join()
             self._publisher = None
+
+
+COSIGNED = "ledger.cosigned"
+
+
+def _only_cosignatures_since(session: Session, size: int) -> bool:
+    """Whether every entry after the first ``size`` records a witness cosignature."""
+    types = set(session.scalars(select(EventRow.type).where(EventRow.ledger_index >= size).distinct()).all())
+    return types <= {COSIGNED}
 
 
 def receipt(session: Session, index: int, cp: SignedCheckpoint) -> dict[str, Any]:
@@ -356,9 +379,12 @@ def get_receipt(ctx: Context, event_id: int) -> dict[str, Any]:
 
 
 def export_bundle(ctx: Context, *, exchange_vkey: str) -> dict[str, Any]:
-    """Every entry and checkpoint (with cosignatures) as one bundle for offline verification."""
+    """Every entry up to the latest checkpoint, every checkpoint (with cosignatures) and the openings, as
+    one bundle for offline verification (overseers only)."""
     ctx.require(Role.OPERATOR, Role.AUDITOR, Role.REGULATOR, action="exporting the ledger")
-    size = log.head(ctx.session).size
+    # the log up to its latest signed checkpoint (cosignature records waiting for the next one are left out)
+    latest = _latest_row(ctx.session)
+    size = latest.size if latest is not None else 0
     cps = ctx.session.execute(select(CheckpointRow).order_by(CheckpointRow.size)).scalars()
     witnesses = ctx.session.execute(select(WitnessRow).order_by(WitnessRow.name)).scalars()
     return {
@@ -394,7 +420,8 @@ def add_cosignature(ctx: Context, size: int, line: str) -> dict[str, Any]:
 
     Raises :class:`NotFound` (no such checkpoint or witness) and :class:`InvalidInput` (bad signature).
     A new (or newer) cosignature is a ``ledger.cosigned`` event: the log records which witness vouched for
-    which checkpoint and when (one entry per witness round; a repeated line adds nothing).
+    which checkpoint and when (one entry per witness round; a repeated line adds nothing). It is sequenced
+    at once but checkpointed with the next change, so the checkpoint just cosigned stays the latest.
     """
     row = ctx.session.get(CheckpointRow, size)
     if row is None:
@@ -416,7 +443,7 @@ def add_cosignature(ctx: Context, size: int, line: str) -> dict[str, Any]:
     else:
         ctx.session.add(CosignatureRow(size=size, witness=name, timestamp=ts, line=line))
     ctx.emit(
-        "ledger.cosigned",
+        COSIGNED,
         [],
         {
             "witness": name,
