@@ -434,7 +434,9 @@ def test_every_mutating_route_writes_the_ledger(
     op.resource_action(members, "classification", {"grade": "general", "reason": "reviewed"})
     german = foreign(world, "Rhein Marktforschung GmbH")
     facts = op.request("PUT", f"{X}/participants/{prov.participant_id}/facts", json={"ciio": False}).json()
-    L.check("PUT", f"{X}/participants/{{participant_id}}/facts", facts["receipts"], "crossborder.facts_attested")
+    L.check(
+        "PUT", f"{X}/participants/{{participant_id}}/facts", facts["receipts"], "crossborder.facts_attested"
+    )
     evidence_text = "inspection report 2026-11"
     _, receipts, _ = op.post(
         f"{X}/participants/{german.participant_id}/nodes",
@@ -461,7 +463,12 @@ def test_every_mutating_route_writes_the_ledger(
     L.check(P, f"{X}/contracts/{{contract_id}}/transfers", receipts, "crossborder.transfer")
     _, receipts, _ = prov.client.post(
         f"{X}/records",
-        {"kind": "standard_contract", "contract_id": xcid, "number": "GZ-SC-2026-0007", "evidence": "archive"},
+        {
+            "kind": "standard_contract",
+            "contract_id": xcid,
+            "number": "GZ-SC-2026-0007",
+            "evidence": "archive",
+        },
     )
     L.check(P, f"{X}/records", receipts, "crossborder.record_filed")
     record_id = _payload(world, "crossborder.record_filed")["id"]
@@ -486,7 +493,10 @@ def test_every_mutating_route_writes_the_ledger(
     german.client.post(f"{D}/contracts/{xcid}/tokens", {"recipient": "backup"})
     _, receipts, _ = prov.client.post(f"{D}/contracts/{xcid}/recipients/backup/revoke")
     L.check(
-        P, f"{D}/contracts/{{contract_id}}/recipients/{{recipient}}/revoke", receipts, "delivery.recipient_revoked"
+        P,
+        f"{D}/contracts/{{contract_id}}/recipients/{{recipient}}/revoke",
+        receipts,
+        "delivery.recipient_revoked",
     )
     assert len(_payload(world, "delivery.recipient_revoked")["tokens"]) == 1
 
