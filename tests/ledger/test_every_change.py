@@ -1,10 +1,12 @@
 """Every change is on the ledger: each mutating route, called for real, produces at least one ledger entry of
 the expected type, and the payloads the ledger commits to carry amounts and digests of reasons and notes.
 
-The scenario walks every POST route of the OpenAPI (a route the scenario does not call fails the test) and
-the one GET that changes state (a certificate is issued on first request). Each answer's receipts are the
-ledger entries the change produced: their types are checked, their inclusion proofs verified with the
-exchange key, and their openings (the caller is a party) checked against the committed entries.
+The scenario walks every POST, PUT, PATCH and DELETE route under /v1 of the OpenAPI (a route the scenario
+does not call fails the test) and the one GET that changes state (a certificate is issued on first request).
+A route exempted as changing nothing by design is still called, and must leave the ledger as it was.
+Each answer's receipts are the ledger entries the change produced: their types are checked, their
+inclusion proofs verified with the exchange key, and their openings (the caller is a party) checked
+against the committed entries.
 """
 
 from __future__ import annotations
