@@ -1,31 +1,46 @@
 """Every change is on the ledger: each mutating route, called for real, produces at least one ledger entry of
 the expected type, and the payloads the ledger commits to carry amounts and digests of reasons and notes.
 
-The scenario walks every POST route of the OpenAPI (a route the scenario does not call fails the test) and
-the one GET that changes state (a certificate is issued on first request). Each answer's receipts are the
-ledger entries the change produced: their types are checked, their inclusion proofs verified with the
-exchange key, and their openings (the caller is a party) checked against the committed entries.
+The scenario walks every POST, PUT, PATCH and DELETE route under /v1 of the OpenAPI (a route the scenario
+does not call fails the test) and the one GET that changes state (a certificate is issued on first request).
+A route exempted as changing nothing by design is still called, and must leave the ledger as it was.
+Each answer's receipts are the ledger entries the change produced: their types are checked, their
+inclusion proofs verified with the exchange key, and their openings (the caller is a party) checked
+against the committed entries.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from compute.conftest import COUNT_SQL, WorkerAt, data_contract
 from conftest import World, make_uscc
+from crossborder.conftest import FILE_TERMS, contract_for, foreign
+from datavalley import demo_data
 from datavalley.api.app import create_app
 from datavalley.canonical import digest
+from datavalley.compute.worker import Worker, make_handler
+from datavalley.crossborder import sketch
+from datavalley.crossborder.demo import write_members
+from datavalley.crossborder.node import resource_sketch
 from datavalley.events import EventRow
 from datavalley.ledger.commitment import reveal
 from datavalley.ledger.note import CosignatureSigner, cosign, parse_note
 from datavalley.ledger.verify import verify_receipt
-from market.conftest import ANALYTICS_TERMS, fund, onboard, use
+from datavalley.node.analysis import analyse_source, location_of, registration_payload
+from datavalley.node.registry import NodeRegistry
+from market.conftest import ANALYTICS_TERMS, fund, list_product, negotiate, onboard, use
 from rights.conftest import analysis_of, write_trips
 
 
@@ -58,7 +73,30 @@ def _payload(world: World, type_: str) -> dict[str, Any]:
         return dict(row.payload)
 
 
-def test_every_mutating_route_writes_the_ledger(world: World, tmp_path: Path) -> None:
+def _entries(world: World) -> int:
+    with Session(world.exchange.engine) as s:
+        return int(s.scalar(select(func.count()).select_from(EventRow)) or 0)
+
+
+@pytest.fixture
+def pool_worker(tmp_path: Path) -> Iterator[WorkerAt]:
+    """A compute pool's worker (the same code ``python -m datavalley.compute.worker`` serves) on a thread."""
+    from http.server import ThreadingHTTPServer
+
+    token = secrets.token_urlsafe(24)
+    w = Worker("pool_ledger", 1, tmp_path / "work", token, pin=False)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(w))
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    yield WorkerAt(f"http://127.0.0.1:{httpd.server_address[1]}", token, w)
+    httpd.shutdown()
+    httpd.server_close()
+    w.close()
+
+
+def test_every_mutating_route_writes_the_ledger(
+    world: World, tmp_path: Path, pool_worker: WorkerAt, monkeypatch: pytest.MonkeyPatch
+) -> None:
     L = Ledgered(world)
     op = world.operator
     P = "POST"
@@ -387,14 +425,141 @@ def test_every_mutating_route_writes_the_ledger(world: World, tmp_path: Path) ->
     _data, receipts, _ = op.post("/v1/settlement/run")
     L.check(P, "/v1/settlement/run", receipts, "settlement.run")
 
-    # private SQL runs on the node beside the data: its use entry is checked in tests/node/test_query.py
-    exempt = {("POST", "/v1/contracts/{contract_id}/queries")}
+    # cross-border: a member list (personal information) on a Guizhou node, delivered to a German consumer
+    X = "/v1/crossborder"
+    members_csv = write_members(tmp_path / "members.csv", 300)
+    analysed = analyse_source(str(members_csv), sector="retail")
+    members = prov.client.register_resource(
+        name="Members",
+        sector="retail",
+        lawful_source="membership terms",
+        analysis=registration_payload(analysed),
+        published=True,
+    ).value.id
+    NodeRegistry(world.home).record(members, location_of(analysed.source, analysed.fingerprint))
+    op.resource_action(members, "classification", {"grade": "general", "reason": "reviewed"})
+    german = foreign(world, "Rhein Marktforschung GmbH")
+    facts = op.request("PUT", f"{X}/participants/{prov.participant_id}/facts", json={"ciio": False}).json()
+    L.check(
+        "PUT", f"{X}/participants/{{participant_id}}/facts", facts["receipts"], "crossborder.facts_attested"
+    )
+    evidence_text = "inspection report 2026-11"
+    _, receipts, _ = op.post(
+        f"{X}/participants/{german.participant_id}/nodes",
+        {"jurisdiction": "DE", "site": "Frankfurt colocation", "evidence": evidence_text},
+    )
+    L.check(P, f"{X}/participants/{{participant_id}}/nodes", receipts, "crossborder.node_attested")
+    attested = _payload(world, "crossborder.node_attested")
+    assert attested["evidence"] == digest({"evidence": evidence_text}) and "site" not in attested
+    held = prov.client.get_resource(members)
+    sk = sketch.encode(resource_sketch(world.home, prov.participant_id, members, held.pii))
+    _, receipts, _ = prov.client.post(f"{X}/resources/{members}/sketch", {"sketch": sk})
+    L.check(P, f"{X}/resources/{{resource_id}}/sketch", receipts, "crossborder.sketch_submitted")
+    assert _payload(world, "crossborder.sketch_submitted")["sketch"] == digest({"sketch": sk})
+    delivery = list_product(
+        world,
+        prov,
+        members,
+        kind="file_delivery",
+        price={"model": "per_query", "amount": 100},
+        terms=FILE_TERMS,
+    )
+    xcid = contract_for(prov, german, delivery.id)
+    _, receipts, _ = german.client.post(f"{X}/contracts/{xcid}/transfers", {"operation": "dv:deliver"})
+    L.check(P, f"{X}/contracts/{{contract_id}}/transfers", receipts, "crossborder.transfer")
+    _, receipts, _ = prov.client.post(
+        f"{X}/records",
+        {
+            "kind": "standard_contract",
+            "contract_id": xcid,
+            "number": "GZ-SC-2026-0007",
+            "evidence": "archive",
+        },
+    )
+    L.check(P, f"{X}/records", receipts, "crossborder.record_filed")
+    record_id = _payload(world, "crossborder.record_filed")["id"]
+    _, receipts, _ = prov.client.post(f"{X}/records/{record_id}/revoke", {"reason": "superseded"})
+    L.check(P, f"{X}/records/{{record_id}}/revoke", receipts, "crossborder.record_revoked")
+    assert _payload(world, "crossborder.record_revoked")["reason"] == digest({"reason": "superseded"})
+
+    # delivery (Delta Sharing): the German consumer's recipients and their sharing tokens
+    D = "/v1/delivery"
+    _, receipts, _ = german.client.post(f"{D}/contracts/{xcid}/tokens", {"recipient": "analyst"})
+    L.check(
+        P,
+        f"{D}/contracts/{{contract_id}}/tokens",
+        receipts,
+        "delivery.recipient_added",
+        "delivery.token_issued",
+    )
+    issued = _payload(world, "delivery.token_issued")
+    assert issued["contract"] == xcid and not any(str(v).startswith("dvs_") for v in issued.values())
+    _, receipts, _ = german.client.post(f"{D}/tokens/{issued['id']}/revoke")
+    L.check(P, f"{D}/tokens/{{token_id}}/revoke", receipts, "delivery.token_revoked")
+    german.client.post(f"{D}/contracts/{xcid}/tokens", {"recipient": "backup"})
+    _, receipts, _ = prov.client.post(f"{D}/contracts/{xcid}/recipients/backup/revoke")
+    L.check(
+        P,
+        f"{D}/contracts/{{contract_id}}/recipients/{{recipient}}/revoke",
+        receipts,
+        "delivery.recipient_revoked",
+    )
+    assert len(_payload(world, "delivery.recipient_revoked")["tokens"]) == 1
+
+    # compute: a pool, a private SQL job placed on it and run by its worker, a placement round
+    monkeypatch.setenv("DATAVALLEY_POOLS", f"__pool__={pool_worker.url}")  # replaced once the pool exists
+    data = data_contract(world, prov, buyer, demo_data.write_trips(tmp_path / "ct.csv", 300))
+    cloud = onboard(world, "Guiyang Cloud", ["provider"])
+    pool, receipts, _ = cloud.client.post(
+        "/v1/compute/pools", {"name": "Gui'an 2-core", "cluster": "guian", "cores": 2, "price": 28}
+    )
+    L.check(P, "/v1/compute/pools", receipts, "compute.pool_registered", "product.created")
+    cloud.client.product_action(pool["product_id"], "submit")
+    op.product_action(pool["product_id"], "review", {"approve": True})
+    negotiate(cloud, buyer, pool["product_id"], purpose="compute", max_quantity=3600 * 20)
+    monkeypatch.setenv("DATAVALLEY_POOLS", f"{pool['id']}={pool_worker.url}")
+    monkeypatch.setenv("DATAVALLEY_POOL_TOKEN", pool_worker.token)
+    job, receipts, _ = buyer.client.post(
+        "/v1/compute/jobs", {"contract_id": data.id, "sql": COUNT_SQL, "latency_class": "interactive"}
+    )
+    L.check(P, "/v1/compute/jobs", receipts, "compute.job_submitted", "compute.job_placed")
+    assert job["status"] == "placed" and job["pool_id"] == pool["id"]
+    assert _payload(world, "compute.job_submitted")["sql"] == digest({"sql": COUNT_SQL})
+    ran = buyer.client.request("POST", f"/v1/compute/jobs/{job['id']}/run", json={}).json()
+    assert ran["job"]["status"] == "done" and pool_worker.worker.served == 1
+    L.check(P, "/v1/compute/jobs/{job_id}/run", ran["receipts"], "compute.job_started", "compute.job_metered")
+    metered = _payload(world, "compute.job_metered")
+    assert metered["id"] == job["id"] and metered["amount"] == ran["job"]["amount"] > 0
+    big, _, _ = buyer.client.post("/v1/compute/jobs", {"contract_id": data.id, "sql": COUNT_SQL, "cores": 4})
+    assert big["status"] == "unplaced"
+    _, receipts, _ = op.post("/v1/compute/rounds")
+    L.check(P, "/v1/compute/rounds", receipts, "compute.job_placed")
+    assert _payload(world, "compute.job_placed")["id"] == big["id"]
+
+    # Routes that change nothing by design: called for real, they leave the ledger as it was.
+    exempt = {
+        # private SQL runs on the node beside the data: its use entry is checked in tests/node/test_query.py
+        ("POST", "/v1/contracts/{contract_id}/queries"),
+        # a what-if decision on a hypothetical transfer: Exchange.read, the engine is a pure function
+        ("POST", f"{X}/decide"),
+        # a leak trace reads the provider's recipients and scores the file in a temporary directory
+        ("POST", f"{D}/trace"),
+    }
+    before = _entries(world)
+    what_if = op.request("POST", f"{X}/decide", json={"origin": "CN", "recipient": "DE", "personal": True})
+    assert what_if.json()["pathway"]
+    leak = prov.client.request(
+        "POST", f"{D}/trace", params={"filename": "leak.csv"}, content=members_csv.read_bytes()
+    ).json()["data"]
+    assert leak["rows"] == 300 and leak["attributed"] is None
+    assert _entries(world) == before, "a route exempted as changing nothing wrote the ledger"
+
     spec = create_app(world.exchange).openapi()
-    posts = {
-        ("POST", path)
+    mutating = {
+        (m.upper(), path)
         for path, ops in spec["paths"].items()
         for m in ops
-        if m == "post" and path.startswith("/v1/")
+        if m in ("post", "put", "patch", "delete") and path.startswith("/v1/")
     }
-    not_exercised = sorted(posts - set(L.seen) - exempt)
+    not_exercised = sorted(mutating - set(L.seen) - exempt)
     assert not not_exercised, f"mutating routes the scenario does not exercise: {not_exercised}"

@@ -133,7 +133,7 @@ def compute_act(console: Console, op: Client, people: dict[str, Any], product_id
     console.print(
         f"   settled to the pool provider under {pc.id}: released {yuan(cs['released'])} CNY "
         f"(fee {yuan(cs['fees'])}, net {yuan(cs['provider_net'])}), escrow left {yuan(cs['escrow'])}; "
-        f"{len(out['receipts'])} ledger receipt(s) for the metering."
+        f"{len(out['receipts'])} ledger receipt(s) for the start and the metering."
     )
     west = next(p for p in pools if p["id"] == done["pool_id"])["west"]
     return {

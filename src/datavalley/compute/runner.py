@@ -123,7 +123,8 @@ class JobRunner:
 
     def run(self, principal: Principal, job_id: str, *, engine: str = "duckdb") -> dict[str, Any]:
         ex = self.exchange
-        job = ex.run(principal, jobs.start_job, job_id, render=_job).body["job"]
+        started = ex.run(principal, jobs.start_job, job_id, render=_job)
+        job = started.body["job"]
         assert job.pool_id is not None
         pool = ex.read(Principal.system(), get_pool, job.pool_id)
         url = self.pools.endpoint(pool.id, pool.cores)
@@ -193,8 +194,12 @@ class JobRunner:
                 render=_job,
                 core_seconds=metered["core_seconds"],
                 error=f"{type(exc).__name__}: {exc}"[:500],
-            ).body["job"]
-            return {"job": done.to_json(), "error": {"error": type(exc).__name__, "message": str(exc)}}
+            )
+            return {
+                "job": done.body["job"].to_json(),
+                "error": {"error": type(exc).__name__, "message": str(exc)},
+                "receipts": started.receipts + done.receipts,
+            }
         out = ex.run(
             principal,
             jobs.finish_job,
@@ -207,7 +212,7 @@ class JobRunner:
             "job": out.body["job"].to_json(),
             "result": result,
             "pool": {"id": pool.id, "cluster": pool.cluster, "engine": metered.get("engine")},
-            "receipts": out.receipts,
+            "receipts": started.receipts + out.receipts,
         }
 
 
