@@ -93,18 +93,16 @@ class Party:
 
 
 def run_demo(home: Path | None = None, *, console: Console | None = None) -> dict[str, object]:
-    """Run the scenario; return a summary (used by tests). Uses a temporary home unless ``home`` is given."""
+    """Run the scenario; return a summary (used by tests).
+
+    Without ``home`` the story runs in a new folder under the system's temporary directory, which is kept:
+    its pictures, invoice and exports are what the demo shows (their paths are printed at the end).
+    """
     console = console or Console()
-    tmp = None
     if home is None:
-        tmp = tempfile.TemporaryDirectory(prefix="datavalley-demo-")
-        home = Path(tmp.name) / "home"
+        home = Path(tempfile.mkdtemp(prefix="datavalley-demo-")) / "home"
     started = time.perf_counter()
-    try:
-        return _scenario(home, console, started)
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
+    return _scenario(home, console, started)
 
 
 @dataclass
