@@ -878,3 +878,33 @@ async def _walk(world: World, fixture: Fixture, routes: list[tuple[str, str]]) -
     assert not wrong_refusal, "refused, but not as an authorisation decision:\n" + "\n".join(wrong_refusal)
     assert not missing, "allowed reads that failed (fixture or rule is wrong):\n" + "\n".join(missing)
     assert calls > 1000, calls
+
+
+def test_refused_callers_learn_nothing_from_input_validation(world: World, fixture: Fixture) -> None:
+    """A caller the rule refuses gets its refusal (401/403/404) even with malformed input: validation of
+    a body, a query parameter or a file comes after authorisation, never before (a 422 would tell it the
+    route would otherwise have accepted it)."""
+    bad: dict[tuple[str, str], dict[str, Any]] = {
+        ("POST", "/v1/compute/jobs/{job_id}/run"): {"json": {"engine": "bogus"}},
+        ("POST", "/v1/delivery/trace"): {"params": {"filename": "leak.exe"}, "content": b""},
+    }
+
+    async def walk() -> list[str]:
+        http = httpx.AsyncClient(
+            base_url="http://datavalley.local", transport=httpx.ASGITransport(app=fixture.app)
+        )
+        wrong: list[str] = []
+        for (method, path), request in bad.items():
+            for o in _combos(path, fixture.objs):
+                for c in fixture.callers:
+                    if c.token is not None and RULES[(method, path)](c, o):
+                        continue
+                    headers = {"Authorization": f"Bearer {c.token}"} if c.token else {}
+                    r = await http.request(method, _fill(path, o), headers=headers, **request)
+                    if r.status_code not in (401, 403, 404):
+                        wrong.append(f"{c.name} {method} {_fill(path, o)} -> {r.status_code}")
+        await http.aclose()
+        return wrong
+
+    wrong = asyncio.run(walk())
+    assert not wrong, "malformed input judged before authorisation:\n" + "\n".join(wrong)

@@ -119,11 +119,13 @@ def explain_job(job_id: str, request: Request, caller: Principal = Caller) -> An
 @router.post("/compute/jobs/{job_id}/run")
 def run_job(job_id: str, body: RunJob, request: Request, caller: Principal = Caller) -> Any:
     """The consumer's node runs a placed job on its pool's worker and reports the metering."""
+    from datavalley.compute import jobs
     from datavalley.compute.runner import JobRunner, PoolDirectory
     from datavalley.node.query import QueryService
 
     app = request.app
     ex = exchange_of(request)
+    ex.read(caller, jobs.check_runner, job_id)  # authorise before judging the input
     if body.engine not in ("duckdb", "spark"):
         from datavalley.errors import InvalidInput
 

@@ -372,6 +372,8 @@ async def trace(request: Request, filename: str = "leaked.csv", caller: Principa
 
     from datavalley.delivery.tracing import trace_file
 
+    # authorise before judging the input: a caller who may not trace learns nothing from validation
+    await run_in_threadpool(exchange_of(request).read, caller, service.trace_candidates)
     suffix = Path(filename).suffix.lower()
     if suffix not in (".csv", ".parquet", ".jsonl", ".ndjson", ".tsv", ".txt", ".json"):
         raise InvalidInput("filename must end in .csv, .parquet or .jsonl", field="filename")

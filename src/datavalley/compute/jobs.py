@@ -425,6 +425,18 @@ def explain_job(ctx: Context, job_id: str) -> dict[str, Any]:
     }
 
 
+def _require_runner(ctx: Context, row: ComputeJobRow) -> None:
+    if row.consumer_id != ctx.principal.participant_id:
+        raise Forbidden(f"only the consumer's node runs job {row.id}")
+    ctx.require(Role.CONSUMER, action="running a compute job")
+
+
+def check_runner(ctx: Context, job_id: str) -> None:
+    """Read-only: may the caller run ``job_id``? Routes call it before they look at the request's input,
+    so a caller who may not run the job learns nothing from input validation (403/404, never 422)."""
+    _require_runner(ctx, _get(ctx, job_id))
+
+
 def start_job(ctx: Context, job_id: str) -> Job:
     """The consumer's node takes a placed job whose start time has come (placed → running).
 
@@ -432,9 +444,7 @@ def start_job(ctx: Context, job_id: str) -> Job:
     compute use are both recorded under node keys, so a re-run never charges twice.
     """
     row = _get(ctx, job_id, lock=True)
-    if row.consumer_id != ctx.principal.participant_id:
-        raise Forbidden(f"only the consumer's node runs job {job_id}")
-    ctx.require(Role.CONSUMER, action="running a compute job")
+    _require_runner(ctx, row)
     if row.status not in ("placed", "running") or row.start_at is None:
         raise Conflict(f"job {job_id} is {row.status}; only placed jobs start")
     if row.start_at > ctx.now:
